@@ -125,7 +125,7 @@ pub trait UserRepository: Send + Sync {
 
     /// Up to `limit` users with usernames strictly after `after`, in username order.
     /// Keyset pagination: stable under concurrent inserts, every existing user seen once.
-    async fn list(&self, after: Option<&Username>, limit: u32) -> Result<Vec<User>, RepositoryError>;
+    async fn list(&self, after: Option<Username>, limit: u32) -> Result<Vec<User>, RepositoryError>;
 }
 
 /// SHA-256 of a refresh token: the only form in which refresh tokens are stored.

@@ -18,5 +18,5 @@ pub use password::{Password, PasswordHash, PasswordPolicy, PasswordRuleViolation
 pub use scope::{Scope, ScopeError, ScopeSet};
 pub use time::Timestamp;
 pub use token::{AccessClaims, ClaimsRejection, SessionEpoch, TokenPolicy};
-pub use user::{User, UserId, UserProfile};
+pub use user::{ProfileError, User, UserId, UserProfile};
 pub use username::{Username, UsernameError};

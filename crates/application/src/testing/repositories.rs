@@ -1,0 +1,1 @@
+//! In-memory repository fakes (being written).
