@@ -1,2 +1,102 @@
-//! xtask
-fn main() {}
+//! Project automation, the cargo-xtask way: `cargo xtask ci | openapi [--check] | tidy | bench`.
+//!
+//! Deliberately dependency-light: it shells out to cargo rather than linking the project,
+//! so `cargo xtask` builds in seconds.
+
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some("openapi") => openapi(args.iter().any(|arg| arg == "--check")),
+        Some("tidy") => tidy::run(&root()),
+        Some("bench") => bench(args.iter().any(|arg| arg == "--quick")),
+        _ => {
+            eprintln!("usage: cargo xtask <ci | openapi [--check] | tidy | bench [--quick]>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root (the parent of this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repository root").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    command.current_dir(root());
+    command
+}
+
+fn run(mut command: Command) -> anyhow::Result<()> {
+    eprintln!("$ {command:?}");
+    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// What `.ci/run` runs, in the same order: a green `cargo xtask ci` means a green CI.
+fn ci() -> anyhow::Result<()> {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--", "--check"]);
+    run(fmt)?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    run(clippy)?;
+    let mut test = cargo();
+    test.args(["test", "--workspace", "--locked"]);
+    run(test)?;
+    tidy::run(&root())?;
+    openapi(true)
+}
+
+/// Writes the generated OpenAPI document to `openapi.json`, or with `check` fails when the
+/// committed file differs from what the code generates.
+fn openapi(check: bool) -> anyhow::Result<()> {
+    let output = cargo()
+        .args(["run", "--quiet", "--locked", "--package", "authgate", "--", "openapi"])
+        .output()
+        .context("running `authgate openapi`")?;
+    if !output.status.success() {
+        bail!("`authgate openapi` failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let generated = String::from_utf8(output.stdout).context("the document is UTF-8")?;
+    let path = root().join("openapi.json");
+    if check {
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed != generated {
+            bail!("openapi.json is stale: run `cargo xtask openapi` and commit the result");
+        }
+        eprintln!("openapi.json is up to date");
+    } else {
+        std::fs::write(&path, generated).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn bench(quick: bool) -> anyhow::Result<()> {
+    // TODO(issue 7): the in-repo load generator; until then, the criterion benches.
+    let mut criterion = cargo();
+    criterion.args(["bench", "--locked", "--workspace"]);
+    if quick {
+        criterion.args(["--", "--quick"]);
+    }
+    run(criterion)
+}
