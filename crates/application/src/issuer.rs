@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use authgate_domain::{ClientId, ScopeSet, TokenPolicy, User};
 
-use crate::ports::{BoxError, Clock, IdGenerator, RefreshFamily, RefreshToken, RefreshTokenCodec, RefreshTokenStore, TokenSigner};
+use crate::ports::{
+    BoxError, Clock, IdGenerator, RefreshFamily, RefreshToken, RefreshTokenCodec,
+    RefreshTokenStore, TokenSigner,
+};
 
 /// What a successful grant hands the client (RFC 6749 §5.1).
 #[derive(Debug, Clone)]
@@ -33,15 +36,27 @@ pub(crate) struct TokenIssuer {
 
 impl TokenIssuer {
     /// Signs a new access token for `user`.
-    pub(crate) async fn access_token(&self, user: &User, scope: ScopeSet, client_id: ClientId) -> Result<String, BoxError> {
+    pub(crate) async fn access_token(
+        &self,
+        user: &User,
+        scope: ScopeSet,
+        client_id: ClientId,
+    ) -> Result<String, BoxError> {
         let jwt_id = self.ids.new_id().simple().to_string();
-        let claims = self.policy.access_claims(user, scope, client_id, jwt_id, self.clock.now());
+        let claims = self
+            .policy
+            .access_claims(user, scope, client_id, jwt_id, self.clock.now());
         self.signer.sign(&claims).await
     }
 
     /// Issues the tokens of a password grant: an access token and, when enabled, the first
     /// refresh token of a new family.
-    pub(crate) async fn start_session(&self, user: &User, scope: ScopeSet, client_id: ClientId) -> Result<IssuedTokens, BoxError> {
+    pub(crate) async fn start_session(
+        &self,
+        user: &User,
+        scope: ScopeSet,
+        client_id: ClientId,
+    ) -> Result<IssuedTokens, BoxError> {
         let refresh_token = if self.issue_refresh_tokens {
             let now = self.clock.now();
             let family = RefreshFamily {
@@ -54,12 +69,19 @@ impl TokenIssuer {
                 expires_at: now.plus(self.policy.refresh_ttl()),
             };
             let token = self.codec.generate();
-            self.refresh_tokens.create_family(&family, &self.codec.hash(&token)).await?;
+            self.refresh_tokens
+                .create_family(&family, &self.codec.hash(&token))
+                .await?;
             Some(token)
         } else {
             None
         };
         let access_token = self.access_token(user, scope, client_id).await?;
-        Ok(IssuedTokens { access_token, expires_in: self.policy.access_ttl(), refresh_token, scope })
+        Ok(IssuedTokens {
+            access_token,
+            expires_in: self.policy.access_ttl(),
+            refresh_token,
+            scope,
+        })
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use authgate_domain::{
-    AccessClaims, ClientId, Password, PasswordHash, ScopeSet, SessionEpoch, Timestamp, User, UserId, UserProfile,
-    Username,
+    AccessClaims, ClientId, Password, PasswordHash, ScopeSet, SessionEpoch, Timestamp, User,
+    UserId, UserProfile, Username,
 };
 use uuid::Uuid;
 
@@ -79,7 +79,10 @@ pub trait UserRepository: Send + Sync {
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError>;
 
     /// Finds a user and their password hash, for verifying a password.
-    async fn find_credentials(&self, username: &Username) -> Result<Option<(User, PasswordHash)>, RepositoryError>;
+    async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<(User, PasswordHash)>, RepositoryError>;
 
     /// Stores a new user with session epoch 0.
     ///
@@ -99,11 +102,19 @@ pub trait UserRepository: Send + Sync {
     /// # Errors
     ///
     /// - [`RepositoryError::NotFound`] if the user does not exist.
-    async fn change_password(&self, id: UserId, password_hash: &PasswordHash) -> Result<User, RepositoryError>;
+    async fn change_password(
+        &self,
+        id: UserId,
+        password_hash: &PasswordHash,
+    ) -> Result<User, RepositoryError>;
 
     /// Replaces the password hash with an equivalent one (a rehash under new parameters)
     /// without ending any session. A missing user is not an error.
-    async fn upgrade_password_hash(&self, id: UserId, password_hash: &PasswordHash) -> Result<(), RepositoryError>;
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &PasswordHash,
+    ) -> Result<(), RepositoryError>;
 
     /// Applies `patch` and returns the updated user.
     ///
@@ -112,7 +123,8 @@ pub trait UserRepository: Send + Sync {
     /// - [`RepositoryError::NotFound`] if the user does not exist.
     /// - [`RepositoryError::LastAdministrator`] if the patch would disable or remove
     ///   `users:write` from the last enabled user holding it.
-    async fn update(&self, username: &Username, patch: &UserPatch) -> Result<User, RepositoryError>;
+    async fn update(&self, username: &Username, patch: &UserPatch)
+    -> Result<User, RepositoryError>;
 
     /// Deletes a user and returns what was deleted.
     ///
@@ -125,7 +137,8 @@ pub trait UserRepository: Send + Sync {
 
     /// Up to `limit` users with usernames strictly after `after`, in username order.
     /// Keyset pagination: stable under concurrent inserts, every existing user seen once.
-    async fn list(&self, after: Option<Username>, limit: u32) -> Result<Vec<User>, RepositoryError>;
+    async fn list(&self, after: Option<Username>, limit: u32)
+    -> Result<Vec<User>, RepositoryError>;
 }
 
 /// SHA-256 of a refresh token: the only form in which refresh tokens are stored.
@@ -203,7 +216,11 @@ pub enum RotateOutcome {
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
     /// Starts a new family whose first token is `token`.
-    async fn create_family(&self, family: &RefreshFamily, token: &RefreshTokenHash) -> Result<(), RepositoryError>;
+    async fn create_family(
+        &self,
+        family: &RefreshFamily,
+        token: &RefreshTokenHash,
+    ) -> Result<(), RepositoryError>;
 
     /// Presents `token` for rotation into `successor`, atomically (one transaction with a
     /// row lock or conditional update: two racing callers never both see `Rotated`).
@@ -225,15 +242,27 @@ pub trait RefreshTokenStore: Send + Sync {
 
     /// The family of `token` if `token` is its current (not rotated) token and the family is
     /// neither revoked nor expired at `now`.
-    async fn find_current(&self, token: &RefreshTokenHash, now: Timestamp)
-    -> Result<Option<RefreshFamily>, RepositoryError>;
+    async fn find_current(
+        &self,
+        token: &RefreshTokenHash,
+        now: Timestamp,
+    ) -> Result<Option<RefreshFamily>, RepositoryError>;
 
     /// Revokes the family `token` belongs to, if any (reason given for the record).
-    async fn revoke_family_of(&self, token: &RefreshTokenHash, reason: &str, now: Timestamp)
-    -> Result<(), RepositoryError>;
+    async fn revoke_family_of(
+        &self,
+        token: &RefreshTokenHash,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), RepositoryError>;
 
     /// Revokes every family of `user_id`.
-    async fn revoke_user_families(&self, user_id: UserId, reason: &str, now: Timestamp) -> Result<(), RepositoryError>;
+    async fn revoke_user_families(
+        &self,
+        user_id: UserId,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<(), RepositoryError>;
 
     /// Deletes families that expired before `now`, with their tokens. Returns how many.
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, RepositoryError>;
@@ -278,7 +307,9 @@ impl SigningAlgorithm {
     /// Parses a JOSE `alg` name.
     #[must_use]
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::EdDsa, Self::Rs256, Self::Hs256].into_iter().find(|alg| alg.as_str() == name)
+        [Self::EdDsa, Self::Rs256, Self::Hs256]
+            .into_iter()
+            .find(|alg| alg.as_str() == name)
     }
 }
 
@@ -324,7 +355,11 @@ pub trait KeyStore: Send + Sync {
 
     /// The secret stored under `name`, storing `candidate` first if there is none. Every
     /// caller, on every instance, gets the same bytes.
-    async fn secret(&self, name: &str, candidate: &KeyMaterial) -> Result<KeyMaterial, RepositoryError>;
+    async fn secret(
+        &self,
+        name: &str,
+        candidate: &KeyMaterial,
+    ) -> Result<KeyMaterial, RepositoryError>;
 }
 
 /// Failures of the password hasher.
@@ -363,7 +398,11 @@ pub trait PasswordHasher: Send + Sync {
     /// # Errors
     ///
     /// [`HashError::Busy`] at capacity; [`HashError::Internal`] for an unparsable hash.
-    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError>;
+    async fn verify(
+        &self,
+        password: &Password,
+        hash: &PasswordHash,
+    ) -> Result<Verification, HashError>;
 }
 
 /// Why a presented access token was refused before its claims were judged.

@@ -10,8 +10,8 @@ use authgate_domain::{AccessClaims, Password, PasswordHash, Timestamp};
 use uuid::Uuid;
 
 use crate::ports::{
-    BoxError, Clock, HashError, IdGenerator, PasswordHasher, PublicJwk, RefreshToken, RefreshTokenCodec,
-    RefreshTokenHash, TokenFormatError, TokenSigner, Verification,
+    BoxError, Clock, HashError, IdGenerator, PasswordHasher, PublicJwk, RefreshToken,
+    RefreshTokenCodec, RefreshTokenHash, TokenFormatError, TokenSigner, Verification,
 };
 
 /// A clock that stands still until told to move.
@@ -86,14 +86,23 @@ impl PasswordHasher for InsecureHasher {
         Ok(Self::hash_of(password.expose()))
     }
 
-    async fn verify(&self, password: &Password, hash: &PasswordHash) -> Result<Verification, HashError> {
+    async fn verify(
+        &self,
+        password: &Password,
+        hash: &PasswordHash,
+    ) -> Result<Verification, HashError> {
         self.verifications.fetch_add(1, Ordering::SeqCst);
         let (outdated, stored) = match hash.expose().strip_prefix(Self::OUTDATED) {
             Some(rest) => (true, rest),
             None => (false, hash.expose()),
         };
-        let secret = stored.strip_prefix(Self::PREFIX).ok_or_else(|| HashError::Internal("not an insecure hash".into()))?;
-        Ok(Verification { matches: secret == password.expose(), needs_rehash: outdated })
+        let secret = stored
+            .strip_prefix(Self::PREFIX)
+            .ok_or_else(|| HashError::Internal("not an insecure hash".into()))?;
+        Ok(Verification {
+            matches: secret == password.expose(),
+            needs_rehash: outdated,
+        })
     }
 }
 
@@ -107,13 +116,22 @@ pub struct FakeSigner {
 impl TokenSigner for FakeSigner {
     async fn sign(&self, claims: &AccessClaims) -> Result<String, BoxError> {
         let token = format!("fake.{}", claims.jwt_id);
-        self.signed.lock().map_err(|_| "poisoned")?.insert(token.clone(), claims.clone());
+        self.signed
+            .lock()
+            .map_err(|_| "poisoned")?
+            .insert(token.clone(), claims.clone());
         Ok(token)
     }
 
     async fn verify(&self, token: &str) -> Result<AccessClaims, TokenFormatError> {
-        let signed = self.signed.lock().map_err(|_| TokenFormatError::Malformed)?;
-        signed.get(token).cloned().ok_or(TokenFormatError::BadSignature)
+        let signed = self
+            .signed
+            .lock()
+            .map_err(|_| TokenFormatError::Malformed)?;
+        signed
+            .get(token)
+            .cloned()
+            .ok_or(TokenFormatError::BadSignature)
     }
 
     async fn public_keys(&self) -> Vec<PublicJwk> {

@@ -7,8 +7,9 @@ mod fakes;
 mod repositories;
 
 pub use crate::ports::{
-    MockAccessTokenDenylist, MockClock, MockHealthProbe, MockIdGenerator, MockKeyStore, MockPasswordHasher,
-    MockRefreshTokenCodec, MockRefreshTokenStore, MockTokenSigner, MockUserRepository,
+    MockAccessTokenDenylist, MockClock, MockHealthProbe, MockIdGenerator, MockKeyStore,
+    MockPasswordHasher, MockRefreshTokenCodec, MockRefreshTokenStore, MockTokenSigner,
+    MockUserRepository,
 };
 pub use fakes::*;
 pub use repositories::*;
