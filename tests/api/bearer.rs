@@ -9,7 +9,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_PASSWORD, Backend, TestApp, access_token, backend_tests, parts, spawn_app, spawn_app_with};
+use crate::helpers::{
+    ADMIN_PASSWORD, Backend, TestApp, access_token, backend_tests, parts, spawn_app, spawn_app_with,
+};
 
 const HS256_SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
 
@@ -25,7 +27,11 @@ async fn a_valid_token_reads_the_current_user(backend: Backend) {
     assert_eq!(headers["cache-control"], "no-store");
     assert_eq!(body["username"], "admin");
     assert_eq!(body["disabled"], false);
-    assert!(body["id"].as_str().is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()));
+    assert!(
+        body["id"]
+            .as_str()
+            .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
+    );
     assert!(body.get("password_hash").is_none() && body.get("password").is_none());
 }
 
@@ -34,7 +40,8 @@ fn assert_invalid_token(status: StatusCode, headers: &reqwest::header::HeaderMap
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let challenge = headers["www-authenticate"].to_str().expect("ascii");
     assert!(
-        challenge.starts_with(r#"Bearer realm="authgate", error="invalid_token", error_description=""#),
+        challenge
+            .starts_with(r#"Bearer realm="authgate", error="invalid_token", error_description=""#),
         "{challenge}"
     );
     assert_eq!(body["error"], "invalid_token");
@@ -46,7 +53,11 @@ async fn me(app: &TestApp, token: &str) -> (StatusCode, reqwest::header::HeaderM
 
 fn segments(token: &str) -> (String, String, String) {
     let mut parts = token.split('.').map(str::to_owned);
-    (parts.next().expect("header"), parts.next().expect("payload"), parts.next().expect("signature"))
+    (
+        parts.next().expect("header"),
+        parts.next().expect("payload"),
+        parts.next().expect("signature"),
+    )
 }
 
 fn decode_segment(segment: &str) -> Value {
@@ -62,14 +73,22 @@ fn hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
     let signing_input = format!("{}.{}", encode_segment(header), encode_segment(claims));
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(signing_input.as_bytes());
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    format!(
+        "{signing_input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
 }
 
 #[tokio::test]
 async fn no_credentials_get_a_bare_bearer_challenge() {
     let app = spawn_app().await;
 
-    for authorization in [None, Some("Basic YWRtaW46eA=="), Some("Bearer"), Some("Bearer ")] {
+    for authorization in [
+        None,
+        Some("Basic YWRtaW46eA=="),
+        Some("Bearer"),
+        Some("Bearer "),
+    ] {
         let mut request = app.client.get(app.url("/users/me"));
         if let Some(value) = authorization {
             request = request.header("authorization", value);
@@ -77,7 +96,10 @@ async fn no_credentials_get_a_bare_bearer_challenge() {
         let (status, headers, body) = parts(request.send().await.expect("request")).await;
 
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{authorization:?}");
-        assert_eq!(headers["www-authenticate"], r#"Bearer realm="authgate""#, "{authorization:?}");
+        assert_eq!(
+            headers["www-authenticate"], r#"Bearer realm="authgate""#,
+            "{authorization:?}"
+        );
         assert_eq!(body["error"], "unauthorized");
     }
 }
@@ -87,7 +109,13 @@ async fn garbage_tokens_are_invalid_token() {
     let app = spawn_app().await;
     let huge = "a".repeat(100 * 1024);
 
-    for token in ["garbage", "a.b.c", "eyJhbGciOiJFZERTQSJ9.e30.", "....", huge.as_str()] {
+    for token in [
+        "garbage",
+        "a.b.c",
+        "eyJhbGciOiJFZERTQSJ9.e30.",
+        "....",
+        huge.as_str(),
+    ] {
         let (status, headers, body) = me(&app, token).await;
 
         assert_invalid_token(status, &headers, &body);
@@ -104,7 +132,10 @@ async fn a_tampered_signature_or_payload_is_rejected() {
     let mut claims = decode_segment(&payload);
     claims["username"] = json!("mallory");
 
-    let bad_signature = format!("{header}.{payload}.{}", URL_SAFE_NO_PAD.encode(signature_bytes));
+    let bad_signature = format!(
+        "{header}.{payload}.{}",
+        URL_SAFE_NO_PAD.encode(signature_bytes)
+    );
     let bad_payload = format!("{header}.{}.{signature}", encode_segment(&claims));
 
     for token in [bad_signature, bad_payload] {
@@ -121,8 +152,10 @@ async fn alg_none_is_rejected() {
     let mut unsigned = decode_segment(&header);
     unsigned["alg"] = json!("none");
 
-    for candidate in [format!("{}.{payload}.", encode_segment(&unsigned)), format!("{}.{payload}", encode_segment(&unsigned))]
-    {
+    for candidate in [
+        format!("{}.{payload}.", encode_segment(&unsigned)),
+        format!("{}.{payload}", encode_segment(&unsigned)),
+    ] {
         let (status, headers, body) = me(&app, &candidate).await;
         assert_invalid_token(status, &headers, &body);
     }
@@ -133,7 +166,15 @@ async fn hs256_signed_with_the_eddsa_public_key_is_rejected() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
     let (header, payload, _) = segments(&token);
-    let jwks: Value = app.client.get(app.url("/.well-known/jwks.json")).send().await.expect("jwks").json().await.expect("json");
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
     let x = jwks["keys"][0]["x"].as_str().expect("Ed25519 x").to_owned();
     let mut confused = decode_segment(&header);
     confused["alg"] = json!("HS256");
@@ -157,7 +198,11 @@ async fn an_expired_token_is_rejected_after_the_leeway() {
     let (status, headers, body) = me(&app, &token).await;
 
     assert_invalid_token(status, &headers, &body);
-    assert!(headers["www-authenticate"].to_str().is_ok_and(|value| value.contains("expired")));
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .is_ok_and(|value| value.contains("expired"))
+    );
 }
 
 #[tokio::test]
@@ -180,7 +225,12 @@ async fn tokens_for_another_issuer_or_audience_are_rejected() {
         let (status, headers, body) = me(other, &token).await;
 
         assert_invalid_token(status, &headers, &body);
-        assert!(headers["www-authenticate"].to_str().is_ok_and(|value| value.contains(reason)), "{reason}");
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .is_ok_and(|value| value.contains(reason)),
+            "{reason}"
+        );
     }
 }
 
@@ -197,11 +247,23 @@ async fn hs256_tokens_work_when_configured() {
     let app = hs256_app().await;
     let token = app.admin_token().await;
 
-    let jwks: Value = app.client.get(app.url("/.well-known/jwks.json")).send().await.expect("jwks").json().await.expect("json");
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
 
     assert_eq!(me(&app, &token).await.0, StatusCode::OK);
     assert_eq!(decode_segment(&segments(&token).0)["alg"], "HS256");
-    assert_eq!(jwks["keys"], json!([]), "the HMAC secret is never published");
+    assert_eq!(
+        jwks["keys"],
+        json!([]),
+        "the HMAC secret is never published"
+    );
 }
 
 #[tokio::test]
@@ -220,7 +282,12 @@ async fn a_token_that_is_not_typed_as_an_access_token_is_rejected() {
     }
     let mut accepted = decode_segment(&header);
     accepted["typ"] = json!("application/at+jwt");
-    assert_eq!(me(&app, &hs256(&accepted, &claims, HS256_SECRET.as_bytes())).await.0, StatusCode::OK);
+    assert_eq!(
+        me(&app, &hs256(&accepted, &claims, HS256_SECRET.as_bytes()))
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -231,7 +298,11 @@ async fn forged_claims_with_the_right_key_are_still_judged() {
     let header = decode_segment(&header);
     let claims = decode_segment(&payload);
 
-    for (claim, value) in [("iss", json!("https://evil.example")), ("aud", json!("other")), ("exp", json!(1_000))] {
+    for (claim, value) in [
+        ("iss", json!("https://evil.example")),
+        ("aud", json!("other")),
+        ("exp", json!(1_000)),
+    ] {
         let mut forged_claims = claims.clone();
         forged_claims[claim] = value;
         let forged = hs256(&header, &forged_claims, HS256_SECRET.as_bytes());
@@ -246,7 +317,12 @@ async fn forged_claims_with_the_right_key_are_still_judged() {
 async fn a_token_without_the_required_scope_is_403() {
     let app = spawn_app().await;
     let body: Value = app
-        .token(&[("grant_type", "password"), ("username", "admin"), ("password", ADMIN_PASSWORD), ("scope", "users:read")])
+        .token(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("scope", "users:read"),
+        ])
         .await
         .json()
         .await
@@ -267,14 +343,31 @@ async fn the_server_stays_healthy_after_hostile_requests() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
 
-    for authorization in ["Bearer \u{0}", "Bearer a b c", "bEaReR x.y.z", "Bearer ....."] {
-        let response =
-            app.client.get(app.url("/users/me")).header("authorization", authorization).send().await;
+    for authorization in [
+        "Bearer \u{0}",
+        "Bearer a b c",
+        "bEaReR x.y.z",
+        "Bearer .....",
+    ] {
+        let response = app
+            .client
+            .get(app.url("/users/me"))
+            .header("authorization", authorization)
+            .send()
+            .await;
         if let Ok(response) = response {
             assert!(response.status().is_client_error(), "{authorization:?}");
         }
     }
 
     assert_eq!(me(&app, &token).await.0, StatusCode::OK);
-    assert_eq!(app.client.get(app.url("/healthz")).send().await.expect("healthz").status(), StatusCode::OK);
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        StatusCode::OK
+    );
 }

@@ -35,8 +35,23 @@ async fn a_user_added_on_the_command_line_can_log_in() {
     let db = TempDatabase::create(&Backend::Sqlite).await;
     let password = "granite-lantern-orchard-7";
 
-    let added = authgate(&db.url, &["user", "add", "Dave", "--scope", "profile:read", "--password-stdin"], Some(&format!("{password}\n")));
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let added = authgate(
+        &db.url,
+        &[
+            "user",
+            "add",
+            "Dave",
+            "--scope",
+            "profile:read",
+            "--password-stdin",
+        ],
+        Some(&format!("{password}\n")),
+    );
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     assert!(!String::from_utf8_lossy(&added.stderr).contains(password));
     let listed = authgate(&db.url, &["user", "list"], None);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("dave"));
@@ -53,35 +68,80 @@ async fn set_password_disable_enable_and_delete_work_from_the_command_line() {
     let db = TempDatabase::create(&Backend::Sqlite).await;
     let first = "granite-lantern-orchard-7";
     let second = "copper-meadow-whistle-19";
-    assert!(authgate(&db.url, &["user", "add", "erin", "--password-stdin"], Some(first)).status.success());
+    assert!(
+        authgate(
+            &db.url,
+            &["user", "add", "erin", "--password-stdin"],
+            Some(first)
+        )
+        .status
+        .success()
+    );
 
-    let changed = authgate(&db.url, &["user", "set-password", "erin", "--password-stdin"], Some(&format!("{second}\r\n")));
-    assert!(changed.status.success(), "{}", String::from_utf8_lossy(&changed.stderr));
+    let changed = authgate(
+        &db.url,
+        &["user", "set-password", "erin", "--password-stdin"],
+        Some(&format!("{second}\r\n")),
+    );
+    assert!(
+        changed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&changed.stderr)
+    );
     let url = db.url.clone();
     let app = spawn_app_with(Backend::Sqlite, |config| config.database_url = url).await;
-    assert_eq!(app.login("erin", first).await.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.login("erin", first).await.status(),
+        StatusCode::BAD_REQUEST
+    );
     app.login_ok("erin", second).await;
 
-    assert!(authgate(&db.url, &["user", "disable", "erin"], None).status.success());
-    assert_eq!(app.login("erin", second).await.status(), StatusCode::BAD_REQUEST);
-    assert!(authgate(&db.url, &["user", "enable", "erin"], None).status.success());
+    assert!(
+        authgate(&db.url, &["user", "disable", "erin"], None)
+            .status
+            .success()
+    );
+    assert_eq!(
+        app.login("erin", second).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert!(
+        authgate(&db.url, &["user", "enable", "erin"], None)
+            .status
+            .success()
+    );
     app.login_ok("erin", second).await;
-    assert!(authgate(&db.url, &["user", "delete", "erin"], None).status.success());
-    assert_eq!(app.login("erin", second).await.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        authgate(&db.url, &["user", "delete", "erin"], None)
+            .status
+            .success()
+    );
+    assert_eq!(
+        app.login("erin", second).await.status(),
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
 async fn weak_passwords_and_bad_usage_fail_with_the_documented_exit_codes() {
     let db = TempDatabase::create(&Backend::Sqlite).await;
 
-    let weak = authgate(&db.url, &["user", "add", "frank", "--password-stdin"], Some("short"));
+    let weak = authgate(
+        &db.url,
+        &["user", "add", "frank", "--password-stdin"],
+        Some("short"),
+    );
     let usage = authgate(&db.url, &["user", "add"], None);
     let no_password = authgate(&db.url, &["user", "add", "frank"], None);
 
     assert_eq!(weak.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 15 characters"));
     assert_eq!(usage.status.code(), Some(2));
-    assert_eq!(no_password.status.code(), Some(1), "no terminal and no --password-stdin");
+    assert_eq!(
+        no_password.status.code(),
+        Some(1),
+        "no terminal and no --password-stdin"
+    );
 }
 
 #[tokio::test]
@@ -92,7 +152,12 @@ async fn openapi_prints_the_document_and_migrate_succeeds() {
     let migrate = authgate(&db.url, &["migrate"], None);
 
     assert!(openapi.status.success());
-    let document: serde_json::Value = serde_json::from_slice(&openapi.stdout).expect("JSON on stdout");
+    let document: serde_json::Value =
+        serde_json::from_slice(&openapi.stdout).expect("JSON on stdout");
     assert_eq!(document["info"]["title"], "authgate");
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
 }

@@ -76,19 +76,29 @@ impl TempDatabase {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("authgate.db").display());
-                Self { url, _dir: Some(dir) }
+                Self {
+                    url,
+                    _dir: Some(dir),
+                }
             }
             Backend::Postgres(server_url) => {
                 use sqlx::Connection as _;
                 let name = format!("authgate_test_{}", uuid::Uuid::new_v4().simple());
-                let mut connection = sqlx::PgConnection::connect(server_url).await.expect("connect to PostgreSQL");
+                let mut connection = sqlx::PgConnection::connect(server_url)
+                    .await
+                    .expect("connect to PostgreSQL");
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut connection)
                     .await
                     .expect("create test database");
                 let _ = connection.close().await;
-                let (base, _) = server_url.rsplit_once('/').expect("URL with a database name");
-                Self { url: format!("{base}/{name}"), _dir: None }
+                let (base, _) = server_url
+                    .rsplit_once('/')
+                    .expect("URL with a database name");
+                Self {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                }
             }
         }
     }
@@ -122,7 +132,11 @@ impl Drop for TestApp {
 /// The configuration tests run with: SPEC defaults, cheap Argon2, a known admin password.
 pub fn test_config(addr: SocketAddr, database_url: String) -> Config {
     let mut config = Config::defaults(addr, database_url);
-    config.argon2 = Argon2Config { memory_kib: 256, iterations: 1, parallelism: 1 };
+    config.argon2 = Argon2Config {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
     config.admin_password = Some(Secret::new(ADMIN_PASSWORD.to_owned()));
     config.db_max_connections = 5;
     config
@@ -142,13 +156,26 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
     adjust(&mut config);
     // Real time as the starting point, so the tokens also satisfy independent verifiers.
     let clock = Arc::new(FixedClock::at_unix(SystemClock.now().unix()));
-    let app = App::build(config.clone(), Overrides::clock(clock.clone())).await.expect("app builds");
+    let app = App::build(config.clone(), Overrides::clock(clock.clone()))
+        .await
+        .expect("app builds");
     let (shutdown, stopped) = oneshot::channel();
     tokio::spawn(app.serve(listener, async move {
         let _ = stopped.await;
     }));
-    let client = Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { addr, base: format!("http://{addr}"), clock, db, client, config, shutdown: Some(shutdown) }
+    let client = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp {
+        addr,
+        base: format!("http://{addr}"),
+        clock,
+        db,
+        client,
+        config,
+        shutdown: Some(shutdown),
+    }
 }
 
 impl TestApp {
@@ -159,19 +186,33 @@ impl TestApp {
 
     /// `POST /token` with a form body given as pairs.
     pub async fn token(&self, form: &[(&str, &str)]) -> Response {
-        self.client.post(self.url("/token")).form(form).send().await.expect("request")
+        self.client
+            .post(self.url("/token"))
+            .form(form)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// A password grant.
     pub async fn login(&self, username: &str, password: &str) -> Response {
-        self.token(&[("grant_type", "password"), ("username", username), ("password", password)]).await
+        self.token(&[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ])
+        .await
     }
 
     /// A successful password grant's JSON body.
     #[track_caller]
     pub async fn login_ok(&self, username: &str, password: &str) -> Value {
         let response = self.login(username, password).await;
-        assert_eq!(response.status(), StatusCode::OK, "login of {username} failed");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "login of {username} failed"
+        );
         response.json().await.expect("json")
     }
 
@@ -182,13 +223,21 @@ impl TestApp {
 
     /// `GET path` with a bearer token.
     pub async fn get_with(&self, path: &str, token: &str) -> Response {
-        self.client.get(self.url(path)).bearer_auth(token).send().await.expect("request")
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Creates a user through the API with the given scopes (space-delimited).
     pub async fn create_user(&self, username: &str, scopes: &str) -> Response {
         let admin = self.admin_token().await;
-        let scopes: Vec<&str> = scopes.split(' ').filter(|scope| !scope.is_empty()).collect();
+        let scopes: Vec<&str> = scopes
+            .split(' ')
+            .filter(|scope| !scope.is_empty())
+            .collect();
         self.client
             .post(self.url("/users"))
             .bearer_auth(admin)
@@ -207,21 +256,41 @@ impl TestApp {
 /// The `access_token` of a token response.
 #[track_caller]
 pub fn access_token(body: &Value) -> String {
-    body["access_token"].as_str().expect("access_token").to_owned()
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
 }
 
 /// The `refresh_token` of a token response.
 #[track_caller]
 pub fn refresh_token(body: &Value) -> String {
-    body["refresh_token"].as_str().expect("refresh_token").to_owned()
+    body["refresh_token"]
+        .as_str()
+        .expect("refresh_token")
+        .to_owned()
 }
 
 /// Asserts an RFC 6749 §5.2 error response.
 #[track_caller]
-pub fn assert_oauth_error(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &Value, expected: &str) {
-    assert_eq!(status, StatusCode::BAD_REQUEST, "status for {expected}: {body}");
+pub fn assert_oauth_error(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+    expected: &str,
+) {
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "status for {expected}: {body}"
+    );
     assert_eq!(body["error"], expected, "{body}");
-    assert_eq!(headers.get("cache-control").map(|value| value.to_str().unwrap_or_default()), Some("no-store"));
+    assert_eq!(
+        headers
+            .get("cache-control")
+            .map(|value| value.to_str().unwrap_or_default()),
+        Some("no-store")
+    );
 }
 
 /// Sends a response's status, headers and JSON body back together.
@@ -229,6 +298,10 @@ pub async fn parts(response: Response) -> (StatusCode, reqwest::header::HeaderMa
     let status = response.status();
     let headers = response.headers().clone();
     let text = response.text().await.expect("body");
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     (status, headers, body)
 }

@@ -6,4 +6,7 @@ mod bearer;
 mod cli;
 mod discovery;
 mod docs;
+mod instances;
+mod sessions;
 mod token;
+mod users;

@@ -33,7 +33,10 @@ fn main() -> ExitCode {
 
 /// The repository root (the parent of this crate).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the repository root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the repository root")
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -44,7 +47,9 @@ fn cargo() -> Command {
 
 fn run(mut command: Command) -> anyhow::Result<()> {
     eprintln!("$ {command:?}");
-    let status = command.status().with_context(|| format!("running {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }
@@ -57,7 +62,15 @@ fn ci() -> anyhow::Result<()> {
     fmt.args(["fmt", "--all", "--", "--check"]);
     run(fmt)?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run(clippy)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--locked"]);
@@ -70,11 +83,22 @@ fn ci() -> anyhow::Result<()> {
 /// committed file differs from what the code generates.
 fn openapi(check: bool) -> anyhow::Result<()> {
     let output = cargo()
-        .args(["run", "--quiet", "--locked", "--package", "authgate", "--", "openapi"])
+        .args([
+            "run",
+            "--quiet",
+            "--locked",
+            "--package",
+            "authgate",
+            "--",
+            "openapi",
+        ])
         .output()
         .context("running `authgate openapi`")?;
     if !output.status.success() {
-        bail!("`authgate openapi` failed: {}", String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "`authgate openapi` failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let generated = String::from_utf8(output.stdout).context("the document is UTF-8")?;
     let path = root().join("openapi.json");

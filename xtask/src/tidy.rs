@@ -7,11 +7,47 @@ use anyhow::{Context, bail};
 
 /// Crates and the dependencies they must never have (STYLE §2).
 const FORBIDDEN: &[(&str, &[&str])] = &[
-    ("authgate-domain", &["tokio", "async-trait", "sqlx", "axum", "serde", "utoipa", "argon2", "jsonwebtoken"]),
-    ("authgate-application", &["sqlx", "axum", "argon2", "jsonwebtoken", "utoipa"]),
-    ("authgate-persistence", &["axum", "authgate-crypto", "argon2", "jsonwebtoken", "utoipa"]),
-    ("authgate-crypto", &["axum", "authgate-persistence", "sqlx", "utoipa"]),
-    ("authgate-http", &["authgate-persistence", "authgate-crypto", "sqlx", "argon2", "jsonwebtoken"]),
+    (
+        "authgate-domain",
+        &[
+            "tokio",
+            "async-trait",
+            "sqlx",
+            "axum",
+            "serde",
+            "utoipa",
+            "argon2",
+            "jsonwebtoken",
+        ],
+    ),
+    (
+        "authgate-application",
+        &["sqlx", "axum", "argon2", "jsonwebtoken", "utoipa"],
+    ),
+    (
+        "authgate-persistence",
+        &[
+            "axum",
+            "authgate-crypto",
+            "argon2",
+            "jsonwebtoken",
+            "utoipa",
+        ],
+    ),
+    (
+        "authgate-crypto",
+        &["axum", "authgate-persistence", "sqlx", "utoipa"],
+    ),
+    (
+        "authgate-http",
+        &[
+            "authgate-persistence",
+            "authgate-crypto",
+            "sqlx",
+            "argon2",
+            "jsonwebtoken",
+        ],
+    ),
 ];
 
 /// Runs every check and reports all failures at once.
@@ -36,16 +72,22 @@ fn module_docs(root: &Path) -> anyhow::Result<Vec<String>> {
     }
     let mut problems = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
         if !text.trim_start().starts_with("//!") {
-            problems.push(format!("{} does not open with a `//!` module doc", file.display()));
+            problems.push(format!(
+                "{} does not open with a `//!` module doc",
+                file.display()
+            ));
         }
     }
     Ok(problems)
 }
 
 fn collect_rust_files(folder: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let Ok(entries) = std::fs::read_dir(folder) else { return Ok(()) };
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Ok(());
+    };
     for entry in entries {
         let path = entry?.path();
         if path.is_dir() {
@@ -67,17 +109,35 @@ fn dependency_rule(root: &Path) -> anyhow::Result<Vec<String>> {
     for (package, forbidden) in FORBIDDEN {
         let output = Command::new(&cargo)
             .current_dir(root)
-            .args(["tree", "--offline", "--edges", "normal", "--prefix", "none", "--format", "{p}", "--package", package])
+            .args([
+                "tree",
+                "--offline",
+                "--edges",
+                "normal",
+                "--prefix",
+                "none",
+                "--format",
+                "{p}",
+                "--package",
+                package,
+            ])
             .output()
             .with_context(|| format!("running cargo tree for {package}"))?;
         if !output.status.success() {
-            bail!("cargo tree -p {package} failed: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "cargo tree -p {package} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
         let tree = String::from_utf8_lossy(&output.stdout);
         for dependency in *forbidden {
-            let found = tree.lines().any(|line| line.split_whitespace().next() == Some(dependency));
+            let found = tree
+                .lines()
+                .any(|line| line.split_whitespace().next() == Some(dependency));
             if found {
-                problems.push(format!("{package} depends on {dependency} (STYLE §2 forbids it)"));
+                problems.push(format!(
+                    "{package} depends on {dependency} (STYLE §2 forbids it)"
+                ));
             }
         }
     }

@@ -73,7 +73,10 @@ mod tests {
     fn printable_ascii_up_to_128_is_accepted() {
         assert!(ClientId::parse("my app:v1 (web)").is_ok());
         assert!(ClientId::parse(&"c".repeat(128)).is_ok());
-        assert_eq!(ClientId::parse(&"c".repeat(129)), Err(ClientIdError::TooLong));
+        assert_eq!(
+            ClientId::parse(&"c".repeat(129)),
+            Err(ClientIdError::TooLong)
+        );
         assert_eq!(ClientId::parse("tab\there"), Err(ClientIdError::Charset));
         assert_eq!(ClientId::parse("ünï"), Err(ClientIdError::Charset));
     }

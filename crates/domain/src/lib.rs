@@ -8,6 +8,7 @@
 mod client;
 mod password;
 mod scope;
+mod throttle;
 mod time;
 mod token;
 mod user;
@@ -16,6 +17,7 @@ mod username;
 pub use client::{ClientId, ClientIdError};
 pub use password::{Password, PasswordHash, PasswordPolicy, PasswordRuleViolation};
 pub use scope::{Scope, ScopeError, ScopeSet};
+pub use throttle::{ThrottleDecision, ThrottlePolicy, ThrottleState};
 pub use time::Timestamp;
 pub use token::{AccessClaims, ClaimsRejection, SessionEpoch, TokenPolicy};
 pub use user::{ProfileError, User, UserId, UserProfile};

@@ -116,13 +116,19 @@ impl PasswordPolicy {
     ///
     /// The first [`PasswordRuleViolation`] found, in the order: too long, too short,
     /// contains the username, common.
-    pub fn check(&self, password: &Password, username: &Username) -> Result<(), PasswordRuleViolation> {
+    pub fn check(
+        &self,
+        password: &Password,
+        username: &Username,
+    ) -> Result<(), PasswordRuleViolation> {
         let secret = password.expose();
         if secret.len() > Self::MAX_BYTES {
             return Err(PasswordRuleViolation::TooLong);
         }
         if secret.chars().count() < self.min_length {
-            return Err(PasswordRuleViolation::TooShort { min: self.min_length });
+            return Err(PasswordRuleViolation::TooShort {
+                min: self.min_length,
+            });
         }
         let lowered = secret.to_lowercase();
         if lowered.contains(username.as_str()) {
@@ -137,12 +143,15 @@ impl PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self { min_length: Self::DEFAULT_MIN_LENGTH }
+        Self {
+            min_length: Self::DEFAULT_MIN_LENGTH,
+        }
     }
 }
 
 /// The embedded list's lines, indexed once: slices into the static text, no copies.
-static COMMON_INDEX: LazyLock<Vec<&'static str>> = LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
+static COMMON_INDEX: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
 
 /// Whether the lower-cased password is on the embedded list (binary search, O(log n)).
 fn is_common(lowered: &str) -> bool {
@@ -164,8 +173,15 @@ mod tests {
     #[test]
     fn the_embedded_list_is_sorted_lowercase_and_unique() {
         let lines: Vec<&str> = COMMON_PASSWORDS.lines().collect();
-        assert!(lines.windows(2).all(|pair| pair[0] < pair[1]), "sort the list with LC_ALL=C sort -u");
-        assert!(lines.iter().all(|line| *line == line.to_lowercase() && !line.is_empty()));
+        assert!(
+            lines.windows(2).all(|pair| pair[0] < pair[1]),
+            "sort the list with LC_ALL=C sort -u"
+        );
+        assert!(
+            lines
+                .iter()
+                .all(|line| *line == line.to_lowercase() && !line.is_empty())
+        );
     }
 
     #[test]
@@ -175,10 +191,22 @@ mod tests {
 
     #[test]
     fn each_rule_is_named_when_broken() {
-        assert_eq!(check("short"), Err(PasswordRuleViolation::TooShort { min: 15 }));
-        assert_eq!(check(&"x".repeat(1025)), Err(PasswordRuleViolation::TooLong));
-        assert_eq!(check("my name is ALICE, hello there"), Err(PasswordRuleViolation::ContainsUsername));
-        assert_eq!(check("CorrectHorseBatteryStaple"), Err(PasswordRuleViolation::Common));
+        assert_eq!(
+            check("short"),
+            Err(PasswordRuleViolation::TooShort { min: 15 })
+        );
+        assert_eq!(
+            check(&"x".repeat(1025)),
+            Err(PasswordRuleViolation::TooLong)
+        );
+        assert_eq!(
+            check("my name is ALICE, hello there"),
+            Err(PasswordRuleViolation::ContainsUsername)
+        );
+        assert_eq!(
+            check("CorrectHorseBatteryStaple"),
+            Err(PasswordRuleViolation::Common)
+        );
     }
 
     #[test]
@@ -193,13 +221,23 @@ mod tests {
         assert_eq!(PasswordPolicy::new(7), None);
         let policy = PasswordPolicy::new(8).expect("at the floor");
 
-        assert_eq!(policy.check(&Password::new("zebra-kite".into()), &alice()), Ok(()));
-        assert_eq!(policy.check(&Password::new("password".into()), &alice()), Err(PasswordRuleViolation::Common));
+        assert_eq!(
+            policy.check(&Password::new("zebra-kite".into()), &alice()),
+            Ok(())
+        );
+        assert_eq!(
+            policy.check(&Password::new("password".into()), &alice()),
+            Err(PasswordRuleViolation::Common)
+        );
     }
 
     #[test]
     fn debug_output_never_shows_the_secret() {
-        let rendered = format!("{:?} {:?}", Password::new("hunter2hunter2".into()), PasswordHash::new("$argon2id$x".into()));
+        let rendered = format!(
+            "{:?} {:?}",
+            Password::new("hunter2hunter2".into()),
+            PasswordHash::new("$argon2id$x".into())
+        );
 
         assert!(!rendered.contains("hunter2"));
         assert!(!rendered.contains("argon2id"));

@@ -19,8 +19,13 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in catalogue order.
-    pub const ALL: [Self; 5] =
-        [Self::ProfileRead, Self::ProfileWrite, Self::UsersRead, Self::UsersWrite, Self::TokensIntrospect];
+    pub const ALL: [Self; 5] = [
+        Self::ProfileRead,
+        Self::ProfileWrite,
+        Self::UsersRead,
+        Self::UsersWrite,
+        Self::TokensIntrospect,
+    ];
 
     /// The scope's wire name.
     #[must_use]
@@ -113,7 +118,10 @@ impl ScopeSet {
     ///
     /// [`ScopeError::Unknown`] naming the first unknown scope.
     pub fn parse(raw: &str) -> Result<Self, ScopeError> {
-        raw.split(' ').filter(|name| !name.is_empty()).map(Scope::parse).collect()
+        raw.split(' ')
+            .filter(|name| !name.is_empty())
+            .map(Scope::parse)
+            .collect()
     }
 
     /// Whether `scope` is in the set.
@@ -159,7 +167,9 @@ impl ScopeSet {
 
     /// The scopes in catalogue order.
     pub fn iter(self) -> impl Iterator<Item = Scope> {
-        Scope::ALL.into_iter().filter(move |scope| self.contains(*scope))
+        Scope::ALL
+            .into_iter()
+            .filter(move |scope| self.contains(*scope))
     }
 
     /// The scope names in catalogue order.
@@ -213,9 +223,18 @@ mod tests {
 
     #[test]
     fn unknown_scopes_are_named() {
-        assert_eq!(ScopeSet::parse("profile:read admin"), Err(ScopeError::Unknown("admin".into())));
-        assert_eq!(ScopeSet::parse("PROFILE:READ"), Err(ScopeError::Unknown("PROFILE:READ".into())));
-        assert_eq!(ScopeSet::parse("profile:read\tusers:read"), Err(ScopeError::Unknown("profile:read\tusers:read".into())));
+        assert_eq!(
+            ScopeSet::parse("profile:read admin"),
+            Err(ScopeError::Unknown("admin".into()))
+        );
+        assert_eq!(
+            ScopeSet::parse("PROFILE:READ"),
+            Err(ScopeError::Unknown("PROFILE:READ".into()))
+        );
+        assert_eq!(
+            ScopeSet::parse("profile:read\tusers:read"),
+            Err(ScopeError::Unknown("profile:read\tusers:read".into()))
+        );
     }
 
     #[test]
@@ -223,7 +242,10 @@ mod tests {
         let allowed = ScopeSet::default_for_new_user();
 
         assert_eq!(ScopeSet::grant(None, allowed), Ok(allowed));
-        assert_eq!(ScopeSet::grant(Some(ScopeSet::empty()), allowed), Ok(allowed));
+        assert_eq!(
+            ScopeSet::grant(Some(ScopeSet::empty()), allowed),
+            Ok(allowed)
+        );
     }
 
     #[test]
@@ -233,7 +255,10 @@ mod tests {
         let wider = narrower.with(Scope::UsersWrite);
 
         assert_eq!(ScopeSet::grant(Some(narrower), allowed), Ok(narrower));
-        assert_eq!(ScopeSet::grant(Some(wider), allowed), Err(ScopeError::NotAllowed(Scope::UsersWrite)));
+        assert_eq!(
+            ScopeSet::grant(Some(wider), allowed),
+            Err(ScopeError::NotAllowed(Scope::UsersWrite))
+        );
     }
 
     #[test]
@@ -247,13 +272,16 @@ mod tests {
 
     #[test]
     fn echoed_unknown_names_are_bounded() {
-        let Err(ScopeError::Unknown(echo)) = Scope::parse(&"x".repeat(10_000)) else { panic!("must fail") };
+        let Err(ScopeError::Unknown(echo)) = Scope::parse(&"x".repeat(10_000)) else {
+            panic!("must fail")
+        };
 
         assert_eq!(echo.len(), 64);
     }
 
     fn any_set() -> impl Strategy<Value = ScopeSet> {
-        proptest::collection::vec(proptest::sample::select(Scope::ALL.to_vec()), 0..6).prop_map(ScopeSet::from_iter)
+        proptest::collection::vec(proptest::sample::select(Scope::ALL.to_vec()), 0..6)
+            .prop_map(ScopeSet::from_iter)
     }
 
     proptest! {

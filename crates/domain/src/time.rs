@@ -5,7 +5,7 @@ use std::time::Duration;
 /// An instant, in whole seconds since 1970-01-01T00:00:00Z (RFC 7519 `NumericDate`).
 ///
 /// The domain never reads the clock; callers pass `now` in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
@@ -45,7 +45,12 @@ mod tests {
         let late = Timestamp::from_unix(i64::MAX - 1);
 
         assert_eq!(late.plus(Duration::from_secs(10)).unix(), i64::MAX);
-        assert_eq!(Timestamp::from_unix(i64::MIN + 1).minus(Duration::from_secs(10)).unix(), i64::MIN);
+        assert_eq!(
+            Timestamp::from_unix(i64::MIN + 1)
+                .minus(Duration::from_secs(10))
+                .unix(),
+            i64::MIN
+        );
     }
 
     #[test]

@@ -108,8 +108,19 @@ impl TokenPolicy {
     /// A policy issuing for `issuer` and `audience`, with the given lifetimes and the
     /// largest permitted leeway.
     #[must_use]
-    pub fn new(issuer: String, audience: String, access_ttl: Duration, refresh_ttl: Duration) -> Self {
-        Self { issuer, audience, access_ttl, refresh_ttl, leeway: Self::MAX_LEEWAY }
+    pub fn new(
+        issuer: String,
+        audience: String,
+        access_ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Self {
+        Self {
+            issuer,
+            audience,
+            access_ttl,
+            refresh_ttl,
+            leeway: Self::MAX_LEEWAY,
+        }
     }
 
     /// The `iss` of issued tokens.
@@ -169,7 +180,9 @@ impl TokenPolicy {
     /// Whether a JOSE `typ` header names an access token.
     #[must_use]
     pub fn is_access_token_type(typ: &str) -> bool {
-        Self::ACCESS_TOKEN_TYPES.iter().any(|accepted| accepted.eq_ignore_ascii_case(typ))
+        Self::ACCESS_TOKEN_TYPES
+            .iter()
+            .any(|accepted| accepted.eq_ignore_ascii_case(typ))
     }
 
     /// Judges the claims of a token whose signature has verified.
@@ -177,7 +190,11 @@ impl TokenPolicy {
     /// # Errors
     ///
     /// The first failing check: issuer, audience, expiry, issue time.
-    pub fn check_claims(&self, claims: &AccessClaims, now: Timestamp) -> Result<(), ClaimsRejection> {
+    pub fn check_claims(
+        &self,
+        claims: &AccessClaims,
+        now: Timestamp,
+    ) -> Result<(), ClaimsRejection> {
         if claims.issuer != self.issuer {
             return Err(ClaimsRejection::WrongIssuer);
         }
@@ -244,7 +261,13 @@ mod tests {
 
     fn claims() -> AccessClaims {
         let scope = ScopeSet::from_iter([Scope::ProfileRead]);
-        policy().access_claims(&user(), scope, ClientId::default_client(), "jti-1".into(), NOW)
+        policy().access_claims(
+            &user(),
+            scope,
+            ClientId::default_client(),
+            "jti-1".into(),
+            NOW,
+        )
     }
 
     #[test]
@@ -265,15 +288,24 @@ mod tests {
         let claims = claims();
         let expiry = claims.expires_at;
 
-        assert_eq!(policy().check_claims(&claims, expiry.plus(Duration::from_secs(29))), Ok(()));
-        assert_eq!(policy().check_claims(&claims, expiry.plus(Duration::from_secs(30))), Err(ClaimsRejection::Expired));
+        assert_eq!(
+            policy().check_claims(&claims, expiry.plus(Duration::from_secs(29))),
+            Ok(())
+        );
+        assert_eq!(
+            policy().check_claims(&claims, expiry.plus(Duration::from_secs(30))),
+            Err(ClaimsRejection::Expired)
+        );
     }
 
     #[test]
     fn tokens_from_the_future_are_refused_beyond_the_leeway() {
         let claims = claims();
 
-        assert_eq!(policy().check_claims(&claims, NOW.minus(Duration::from_secs(30))), Ok(()));
+        assert_eq!(
+            policy().check_claims(&claims, NOW.minus(Duration::from_secs(30))),
+            Ok(())
+        );
         assert_eq!(
             policy().check_claims(&claims, NOW.minus(Duration::from_secs(31))),
             Err(ClaimsRejection::NotYetValid)
@@ -287,8 +319,14 @@ mod tests {
         let mut elsewhere = claims();
         elsewhere.audience = "other".into();
 
-        assert_eq!(policy().check_claims(&foreign, NOW), Err(ClaimsRejection::WrongIssuer));
-        assert_eq!(policy().check_claims(&elsewhere, NOW), Err(ClaimsRejection::WrongAudience));
+        assert_eq!(
+            policy().check_claims(&foreign, NOW),
+            Err(ClaimsRejection::WrongIssuer)
+        );
+        assert_eq!(
+            policy().check_claims(&elsewhere, NOW),
+            Err(ClaimsRejection::WrongAudience)
+        );
     }
 
     #[test]
@@ -302,9 +340,18 @@ mod tests {
         other.id = UserId::new(uuid::Uuid::from_u128(8));
 
         assert_eq!(TokenPolicy::check_session(&claims, &user()), Ok(()));
-        assert_eq!(TokenPolicy::check_session(&claims, &disabled), Err(ClaimsRejection::UserDisabled));
-        assert_eq!(TokenPolicy::check_session(&claims, &changed), Err(ClaimsRejection::SessionEnded));
-        assert_eq!(TokenPolicy::check_session(&claims, &other), Err(ClaimsRejection::UnknownUser));
+        assert_eq!(
+            TokenPolicy::check_session(&claims, &disabled),
+            Err(ClaimsRejection::UserDisabled)
+        );
+        assert_eq!(
+            TokenPolicy::check_session(&claims, &changed),
+            Err(ClaimsRejection::SessionEnded)
+        );
+        assert_eq!(
+            TokenPolicy::check_session(&claims, &other),
+            Err(ClaimsRejection::UnknownUser)
+        );
     }
 
     #[test]

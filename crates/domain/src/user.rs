@@ -83,9 +83,15 @@ impl UserProfile {
     pub fn check_email(email: &str) -> Result<(), ProfileError> {
         // Deliberately shallow: the only real check of an address is sending mail to it.
         let plausible = email.len() <= Self::MAX_EMAIL_BYTES
-            && !email.chars().any(|character| character.is_whitespace() || character.is_control())
+            && !email
+                .chars()
+                .any(|character| character.is_whitespace() || character.is_control())
             && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
-        if plausible { Ok(()) } else { Err(ProfileError::Email) }
+        if plausible {
+            Ok(())
+        } else {
+            Err(ProfileError::Email)
+        }
     }
 
     /// Checks one display name.
@@ -95,8 +101,13 @@ impl UserProfile {
     /// [`ProfileError::FullName`].
     pub fn check_full_name(full_name: &str) -> Result<(), ProfileError> {
         let length = full_name.chars().count();
-        let valid = (1..=Self::MAX_FULL_NAME_CHARS).contains(&length) && !full_name.chars().any(char::is_control);
-        if valid { Ok(()) } else { Err(ProfileError::FullName) }
+        let valid = (1..=Self::MAX_FULL_NAME_CHARS).contains(&length)
+            && !full_name.chars().any(char::is_control);
+        if valid {
+            Ok(())
+        } else {
+            Err(ProfileError::FullName)
+        }
     }
 }
 
@@ -134,23 +145,51 @@ mod tests {
     #[test]
     fn implausible_emails_are_refused() {
         let long = format!("{}@example.com", "a".repeat(250));
-        for email in ["", "alice", "@example.com", "alice@", "a@b@c", "al ice@example.com", "a\0@b", long.as_str()] {
-            assert_eq!(UserProfile::check_email(email), Err(ProfileError::Email), "{email:?}");
+        for email in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "a@b@c",
+            "al ice@example.com",
+            "a\0@b",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                UserProfile::check_email(email),
+                Err(ProfileError::Email),
+                "{email:?}"
+            );
         }
     }
 
     #[test]
     fn full_names_are_bounded_and_printable() {
         assert_eq!(UserProfile::check_full_name("Zoë O'Brien-Łukasz"), Ok(()));
-        assert_eq!(UserProfile::check_full_name(""), Err(ProfileError::FullName));
-        assert_eq!(UserProfile::check_full_name(&"x".repeat(201)), Err(ProfileError::FullName));
-        assert_eq!(UserProfile::check_full_name("bell\u{7}"), Err(ProfileError::FullName));
+        assert_eq!(
+            UserProfile::check_full_name(""),
+            Err(ProfileError::FullName)
+        );
+        assert_eq!(
+            UserProfile::check_full_name(&"x".repeat(201)),
+            Err(ProfileError::FullName)
+        );
+        assert_eq!(
+            UserProfile::check_full_name("bell\u{7}"),
+            Err(ProfileError::FullName)
+        );
     }
 
     #[test]
     fn new_checks_both_fields() {
-        assert_eq!(UserProfile::new(Some("bad".into()), None), Err(ProfileError::Email));
-        assert_eq!(UserProfile::new(None, Some(String::new())), Err(ProfileError::FullName));
+        assert_eq!(
+            UserProfile::new(Some("bad".into()), None),
+            Err(ProfileError::Email)
+        );
+        assert_eq!(
+            UserProfile::new(None, Some(String::new())),
+            Err(ProfileError::FullName)
+        );
         assert!(UserProfile::new(None, None).is_ok());
     }
 }

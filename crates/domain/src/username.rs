@@ -85,7 +85,11 @@ mod tests {
             ("abc", "abc"),
             ("user123", "user123"),
         ] {
-            assert_eq!(Username::parse(raw).map(|name| name.0), Ok(expected.to_owned()), "{raw}");
+            assert_eq!(
+                Username::parse(raw).map(|name| name.0),
+                Ok(expected.to_owned()),
+                "{raw}"
+            );
         }
     }
 
@@ -99,7 +103,16 @@ mod tests {
 
     #[test]
     fn rejects_characters_outside_the_charset() {
-        for raw in ["al ice", "alice@example", "al'ice", "alice;--", "ålice", "al\0ce", "名前です", "İstanbul"] {
+        for raw in [
+            "al ice",
+            "alice@example",
+            "al'ice",
+            "alice;--",
+            "ålice",
+            "al\0ce",
+            "名前です",
+            "İstanbul",
+        ] {
             assert_eq!(Username::parse(raw), Err(UsernameError::Charset), "{raw:?}");
         }
     }

@@ -15,7 +15,9 @@ impl Clock for SystemClock {
         // The one place that reads the real clock; everything else asks this port.
         #[allow(clippy::disallowed_methods)]
         let now = SystemTime::now();
-        let seconds = now.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs());
+        let seconds = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
         Timestamp::from_unix(i64::try_from(seconds).unwrap_or(i64::MAX))
     }
 }

@@ -8,7 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use authgate_application::ports::{Clock, IdGenerator, KeyStore, PasswordHasher};
 use authgate_application::{CreateUserRequest, Ports, Settings, UseCases};
-use authgate_crypto::{Argon2PasswordHasher, Argon2Settings, HashingLimits, HmacRefreshTokenCodec, JwtTokenSigner, SignerConfig};
+use authgate_crypto::{
+    Argon2PasswordHasher, Argon2Settings, HashingLimits, HmacRefreshTokenCodec, JwtTokenSigner,
+    SignerConfig,
+};
 use authgate_domain::{Password, ScopeSet, TokenPolicy, Username};
 use authgate_http::{AppState, HttpConfig};
 use authgate_persistence::{Database, PoolOptions};
@@ -40,7 +43,10 @@ impl Overrides {
     /// Overrides only the clock.
     #[must_use]
     pub fn clock(clock: Arc<dyn Clock>) -> Self {
-        Self { clock: Some(clock), ids: None }
+        Self {
+            clock: Some(clock),
+            ids: None,
+        }
     }
 }
 
@@ -73,14 +79,22 @@ impl Services {
     ///
     /// Database, migration or key-loading failures, with context.
     pub async fn open(config: &Config, overrides: Overrides) -> anyhow::Result<Self> {
-        authgate_crypto::ensure_crypto_provider().context("initialising the JWT crypto provider")?;
+        authgate_crypto::ensure_crypto_provider()
+            .context("initialising the JWT crypto provider")?;
         let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let ids = overrides.ids.unwrap_or_else(|| Arc::new(RandomIds));
 
-        let pool_options =
-            PoolOptions { max_connections: config.db_max_connections, acquire_timeout: Duration::from_secs(5) };
-        let database = Database::connect(&config.database_url, pool_options).await.context("connecting to the database")?;
-        database.migrate().await.context("applying database migrations")?;
+        let pool_options = PoolOptions {
+            max_connections: config.db_max_connections,
+            acquire_timeout: Duration::from_secs(5),
+        };
+        let database = Database::connect(&config.database_url, pool_options)
+            .await
+            .context("connecting to the database")?;
+        database
+            .migrate()
+            .await
+            .context("applying database migrations")?;
         let repositories = database.repositories();
 
         let hasher = Arc::new(
@@ -104,7 +118,10 @@ impl Services {
                 repositories.keys.clone(),
                 SignerConfig {
                     algorithm: config.signing_alg,
-                    hs256_secret: config.jwt_secret.as_ref().map(|secret| secret.expose().as_bytes().to_vec()),
+                    hs256_secret: config
+                        .jwt_secret
+                        .as_ref()
+                        .map(|secret| secret.expose().as_bytes().to_vec()),
                     access_token_ttl: config.access_token_ttl,
                 },
                 clock.clone(),
@@ -159,7 +176,10 @@ impl Services {
     /// # Errors
     ///
     /// A weak `AUTHGATE_ADMIN_PASSWORD`, or a storage failure.
-    pub async fn bootstrap_admin(&self, password: Option<&Secret>) -> anyhow::Result<Option<BootstrapReport>> {
+    pub async fn bootstrap_admin(
+        &self,
+        password: Option<&Secret>,
+    ) -> anyhow::Result<Option<BootstrapReport>> {
         let generated = password.is_none().then(generate_password);
         let password = match (password, &generated) {
             (Some(secret), _) => Password::new(secret.expose().to_owned()),
@@ -178,8 +198,13 @@ impl Services {
             .create_user
             .execute_if_empty(request)
             .await
-            .context("creating the bootstrap administrator (is AUTHGATE_ADMIN_PASSWORD acceptable?)")?;
-        Ok(created.map(|user| BootstrapReport { username: user.username, generated_password: generated }))
+            .context(
+                "creating the bootstrap administrator (is AUTHGATE_ADMIN_PASSWORD acceptable?)",
+            )?;
+        Ok(created.map(|user| BootstrapReport {
+            username: user.username,
+            generated_password: generated,
+        }))
     }
 }
 
@@ -188,7 +213,9 @@ fn generate_password() -> Password {
     use rand::RngExt as _;
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rng();
-    let password = (0..24).map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())])).collect();
+    let password = (0..24)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
     Password::new(password)
 }
 
@@ -209,7 +236,9 @@ impl App {
     /// Configuration, database or key failures, with context.
     pub async fn build(config: Config, overrides: Overrides) -> anyhow::Result<Self> {
         let services = Services::open(&config, overrides).await?;
-        let bootstrap = services.bootstrap_admin(config.admin_password.as_ref()).await?;
+        let bootstrap = services
+            .bootstrap_admin(config.admin_password.as_ref())
+            .await?;
         let http_config = HttpConfig {
             issuer: config.issuer(),
             password_grant: config.password_grant,
@@ -217,8 +246,15 @@ impl App {
             cors_origins: config.cors_origins.clone(),
             hsts: config.tls.is_some(),
         };
-        let router = authgate_http::router(AppState { use_cases: services.use_cases.clone(), config: Arc::new(http_config) });
-        Ok(Self { services, router, bootstrap })
+        let router = authgate_http::router(AppState {
+            use_cases: services.use_cases.clone(),
+            config: Arc::new(http_config),
+        });
+        Ok(Self {
+            services,
+            router,
+            bootstrap,
+        })
     }
 
     /// The use cases, for tests that arrange state directly.
@@ -233,11 +269,20 @@ impl App {
     /// # Errors
     ///
     /// I/O failures of the listener.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let maintenance = tokio::spawn(run_maintenance(self.services.use_cases.clone(), self.services.signer.clone()));
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let maintenance = tokio::spawn(run_maintenance(
+            self.services.use_cases.clone(),
+            self.services.signer.clone(),
+        ));
 
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
         let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         });

@@ -110,19 +110,40 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct SettingsArgs {
     /// Address to listen on.
-    #[arg(long, env = "AUTHGATE_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "AUTHGATE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: SocketAddr,
     /// Database URL: sqlite://PATH (created if missing) or postgres://…
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://authgate.db", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://authgate.db",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// Maximum database connections per instance.
-    #[arg(long, env = "AUTHGATE_DB_MAX_CONNECTIONS", default_value_t = 10, global = true)]
+    #[arg(
+        long,
+        env = "AUTHGATE_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
     pub db_max_connections: u32,
     /// Token issuer (`iss`); default http://<listen address> (https:// with TLS).
     #[arg(long, env = "AUTHGATE_ISSUER", global = true)]
     pub issuer: Option<String>,
     /// Token audience (`aud`).
-    #[arg(long, env = "AUTHGATE_AUDIENCE", default_value = "authgate", global = true)]
+    #[arg(
+        long,
+        env = "AUTHGATE_AUDIENCE",
+        default_value = "authgate",
+        global = true
+    )]
     pub audience: String,
     /// Access-token lifetime (humantime, e.g. 15m).
     #[arg(long, env = "AUTHGATE_ACCESS_TOKEN_TTL", default_value = "15m", value_parser = humantime::parse_duration, global = true)]
@@ -134,7 +155,13 @@ pub struct SettingsArgs {
     #[arg(long, env = "AUTHGATE_SIGNING_ALG", default_value = "EdDSA", value_parser = parse_signing_alg, global = true)]
     pub signing_alg: SigningAlgorithm,
     /// Enabled grant types, comma-separated.
-    #[arg(long, env = "AUTHGATE_GRANT_TYPES", default_value = "password,refresh_token", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "AUTHGATE_GRANT_TYPES",
+        default_value = "password,refresh_token",
+        value_delimiter = ',',
+        global = true
+    )]
     pub grant_types: Vec<String>,
     /// How long a rotated refresh token still answers with the same successor.
     #[arg(long, env = "AUTHGATE_REFRESH_REUSE_GRACE", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
@@ -143,19 +170,39 @@ pub struct SettingsArgs {
     #[arg(long, env = "AUTHGATE_PASSWORD_MIN_LENGTH", default_value_t = PasswordPolicy::DEFAULT_MIN_LENGTH, global = true)]
     pub password_min_length: usize,
     /// Argon2id memory cost in KiB.
-    #[arg(long, env = "AUTHGATE_ARGON2_MEMORY_KIB", default_value_t = 19_456, global = true)]
+    #[arg(
+        long,
+        env = "AUTHGATE_ARGON2_MEMORY_KIB",
+        default_value_t = 19_456,
+        global = true
+    )]
     pub argon2_memory_kib: u32,
     /// Argon2id iterations.
-    #[arg(long, env = "AUTHGATE_ARGON2_ITERATIONS", default_value_t = 2, global = true)]
+    #[arg(
+        long,
+        env = "AUTHGATE_ARGON2_ITERATIONS",
+        default_value_t = 2,
+        global = true
+    )]
     pub argon2_iterations: u32,
     /// Argon2id parallelism.
-    #[arg(long, env = "AUTHGATE_ARGON2_PARALLELISM", default_value_t = 1, global = true)]
+    #[arg(
+        long,
+        env = "AUTHGATE_ARGON2_PARALLELISM",
+        default_value_t = 1,
+        global = true
+    )]
     pub argon2_parallelism: u32,
     /// Password hashes computed at once (default: number of CPUs).
     #[arg(long, env = "AUTHGATE_MAX_CONCURRENT_HASHES", global = true)]
     pub max_concurrent_hashes: Option<usize>,
     /// Allowed CORS origins, comma-separated (default: CORS off).
-    #[arg(long, env = "AUTHGATE_CORS_ORIGINS", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "AUTHGATE_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub cors_origins: Vec<String>,
     /// TLS certificate chain (PEM).
     #[arg(long, env = "AUTHGATE_TLS_CERT", global = true, requires = "tls_key")]
@@ -169,7 +216,8 @@ pub struct SettingsArgs {
 }
 
 fn parse_signing_alg(raw: &str) -> Result<SigningAlgorithm, String> {
-    SigningAlgorithm::parse(raw).ok_or_else(|| format!("unsupported signing algorithm '{raw}'; use EdDSA, RS256 or HS256"))
+    SigningAlgorithm::parse(raw)
+        .ok_or_else(|| format!("unsupported signing algorithm '{raw}'; use EdDSA, RS256 or HS256"))
 }
 
 /// A secret read from the environment. `Debug` is redacted and there is no `Display`.
@@ -278,7 +326,11 @@ impl Config {
             refresh_grant: true,
             refresh_reuse_grace: Duration::from_secs(10),
             password_policy: PasswordPolicy::default(),
-            argon2: Argon2Config { memory_kib: 19_456, iterations: 2, parallelism: 1 },
+            argon2: Argon2Config {
+                memory_kib: 19_456,
+                iterations: 2,
+                parallelism: 1,
+            },
             max_concurrent_hashes: default_hash_slots(),
             cors_origins: Vec::new(),
             tls: None,
@@ -300,24 +352,38 @@ impl SettingsArgs {
     pub fn into_config(self) -> anyhow::Result<Config> {
         let mut password_grant = false;
         let mut refresh_grant = false;
-        for grant in self.grant_types.iter().map(|grant| grant.trim()).filter(|grant| !grant.is_empty()) {
+        for grant in self
+            .grant_types
+            .iter()
+            .map(|grant| grant.trim())
+            .filter(|grant| !grant.is_empty())
+        {
             match grant {
                 "password" => password_grant = true,
                 "refresh_token" => refresh_grant = true,
-                other => bail!("--grant-types: unsupported grant type '{other}'; use password and/or refresh_token"),
+                other => bail!(
+                    "--grant-types: unsupported grant type '{other}'; use password and/or refresh_token"
+                ),
             }
         }
         let password_policy = PasswordPolicy::new(self.password_min_length).with_context(|| {
-            format!("--password-min-length must be at least {} characters", PasswordPolicy::FLOOR)
+            format!(
+                "--password-min-length must be at least {} characters",
+                PasswordPolicy::FLOOR
+            )
         })?;
         let jwt_secret = env_secret("AUTHGATE_JWT_SECRET");
         if self.signing_alg == SigningAlgorithm::Hs256 {
             match &jwt_secret {
                 Some(secret) if secret.expose().len() >= 32 => {}
-                _ => bail!("--signing-alg HS256 needs AUTHGATE_JWT_SECRET set to at least 32 bytes"),
+                _ => {
+                    bail!("--signing-alg HS256 needs AUTHGATE_JWT_SECRET set to at least 32 bytes")
+                }
             }
         }
-        if self.access_token_ttl < Duration::from_secs(1) || self.refresh_token_ttl < Duration::from_secs(1) {
+        if self.access_token_ttl < Duration::from_secs(1)
+            || self.refresh_token_ttl < Duration::from_secs(1)
+        {
             bail!("token lifetimes must be at least one second");
         }
         if self.db_max_connections == 0 {
@@ -328,7 +394,9 @@ impl SettingsArgs {
         {
             bail!("--issuer must be an absolute http(s) URL");
         }
-        let max_concurrent_hashes = self.max_concurrent_hashes.unwrap_or_else(default_hash_slots);
+        let max_concurrent_hashes = self
+            .max_concurrent_hashes
+            .unwrap_or_else(default_hash_slots);
         if max_concurrent_hashes == 0 {
             bail!("--max-concurrent-hashes must be at least 1");
         }
@@ -352,7 +420,11 @@ impl SettingsArgs {
                 parallelism: self.argon2_parallelism,
             },
             max_concurrent_hashes,
-            cors_origins: self.cors_origins.into_iter().filter(|origin| !origin.is_empty()).collect(),
+            cors_origins: self
+                .cors_origins
+                .into_iter()
+                .filter(|origin| !origin.is_empty())
+                .collect(),
             tls: self.tls_cert.zip(self.tls_key),
             admin_password: env_secret("AUTHGATE_ADMIN_PASSWORD"),
         })
@@ -360,7 +432,10 @@ impl SettingsArgs {
 }
 
 fn env_secret(name: &str) -> Option<Secret> {
-    std::env::var(name).ok().filter(|value| !value.is_empty()).map(Secret::new)
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .map(Secret::new)
 }
 
 #[cfg(test)]
@@ -395,8 +470,14 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let short = parse(&["--password-min-length", "7"]).expect("parses").settings.into_config();
-        let grants = parse(&["--grant-types", "password,implicit"]).expect("parses").settings.into_config();
+        let short = parse(&["--password-min-length", "7"])
+            .expect("parses")
+            .settings
+            .into_config();
+        let grants = parse(&["--grant-types", "password,implicit"])
+            .expect("parses")
+            .settings
+            .into_config();
 
         assert!(short.is_err_and(|error| error.to_string().contains("--password-min-length")));
         assert!(grants.is_err_and(|error| error.to_string().contains("implicit")));
@@ -406,7 +487,11 @@ mod tests {
 
     #[test]
     fn a_grant_can_be_switched_off() {
-        let config = parse(&["--grant-types", "refresh_token"]).expect("parses").settings.into_config().expect("valid");
+        let config = parse(&["--grant-types", "refresh_token"])
+            .expect("parses")
+            .settings
+            .into_config()
+            .expect("valid");
 
         assert!(!config.password_grant);
         assert!(config.refresh_grant);
@@ -414,6 +499,9 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2".into())), "Secret(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2".into())),
+            "Secret(<redacted>)"
+        );
     }
 }

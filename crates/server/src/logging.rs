@@ -10,9 +10,18 @@ use crate::config::LogFormat;
 /// administrative commands log warnings only, to stderr, so their output stays clean.
 pub fn init(format: Option<LogFormat>, serving: bool) {
     let default_level = if serving { "info" } else { "warn" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let terminal = if serving { std::io::stdout().is_terminal() } else { std::io::stderr().is_terminal() };
-    let format = format.unwrap_or(if terminal { LogFormat::Pretty } else { LogFormat::Json });
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let terminal = if serving {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    let format = format.unwrap_or(if terminal {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
+    });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // `try_init` fails only if a subscriber exists already, which is harmless.
     let _ = match (format, serving) {
