@@ -1,11 +1,15 @@
 //! The resource-owner password grant (RFC 6749 §4.3).
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use authgate_domain::{ClientId, Password, PasswordHash, ScopeError, ScopeSet, Username};
+use authgate_domain::{
+    ClientId, Password, PasswordHash, ScopeError, ScopeSet, ThrottleDecision, Username,
+};
 
 use crate::issuer::{IssuedTokens, TokenIssuer};
-use crate::ports::{BoxError, HashError, PasswordHasher, UserRepository};
+use crate::ports::{BoxError, HashError, LoginThrottle, PasswordHasher, UserRepository};
 
 /// A password-grant request, as the client sent it.
 #[derive(Debug)]
@@ -19,6 +23,8 @@ pub struct LoginRequest {
     pub scope: Option<ScopeSet>,
     /// The client the tokens are for.
     pub client_id: ClientId,
+    /// The network address the request came from, for per-address throttling.
+    pub client_address: Option<IpAddr>,
 }
 
 /// Why a password grant failed.
@@ -30,6 +36,13 @@ pub enum LoginError {
     /// The client asked for more than the user may have.
     #[error(transparent)]
     InvalidScope(#[from] ScopeError),
+    /// Too many failed attempts for this username or from this address; nothing was
+    /// verified.
+    #[error("too many failed login attempts; retry later")]
+    Throttled {
+        /// How long to wait before the next attempt.
+        retry_after: Duration,
+    },
     /// Every hashing slot is busy; the client should retry shortly.
     #[error("the server is busy; retry shortly")]
     Busy,
@@ -42,6 +55,7 @@ pub enum LoginError {
 pub struct LoginWithPassword {
     users: Arc<dyn UserRepository>,
     hasher: Arc<dyn PasswordHasher>,
+    throttle: Arc<dyn LoginThrottle>,
     issuer: Arc<TokenIssuer>,
     /// Hash of a random password, verified against when the user is unknown.
     decoy_hash: PasswordHash,
@@ -51,12 +65,14 @@ impl LoginWithPassword {
     pub(crate) fn new(
         users: Arc<dyn UserRepository>,
         hasher: Arc<dyn PasswordHasher>,
+        throttle: Arc<dyn LoginThrottle>,
         issuer: Arc<TokenIssuer>,
         decoy_hash: PasswordHash,
     ) -> Self {
         Self {
             users,
             hasher,
+            throttle,
             issuer,
             decoy_hash,
         }
@@ -72,7 +88,30 @@ impl LoginWithPassword {
     /// - [`LoginError::Busy`] when hashing is at capacity.
     /// - [`LoginError::Internal`] when a port fails.
     pub async fn execute(&self, request: LoginRequest) -> Result<IssuedTokens, LoginError> {
-        let credentials = match Username::parse(&request.username) {
+        let username = Username::parse(&request.username);
+        // Malformed names are throttled too, under a bounded key, so that they cannot be used
+        // to probe without limit either.
+        let throttle_key = match &username {
+            Ok(username) => username.as_str().to_owned(),
+            Err(_) => request
+                .username
+                .to_lowercase()
+                .chars()
+                .take(Username::MAX_LEN)
+                .collect(),
+        };
+        let now = self.issuer.clock.now();
+        let decision = self
+            .throttle
+            .begin_attempt(&throttle_key, request.client_address, now)
+            .await
+            .map_err(|error| LoginError::Internal(error.into()))?;
+        if let ThrottleDecision::Throttled { retry_after } = decision {
+            tracing::warn!(client.address = ?request.client_address, "login attempt throttled");
+            return Err(LoginError::Throttled { retry_after });
+        }
+
+        let credentials = match username {
             Ok(username) => self
                 .users
                 .find_credentials(&username)
@@ -99,6 +138,14 @@ impl LoginWithPassword {
             Some((user, _)) if verification.matches && !user.disabled => user,
             _ => return Err(LoginError::InvalidCredentials),
         };
+        // The password was right: the failure counters reset even if the scope is refused.
+        if let Err(error) = self
+            .throttle
+            .record_success(&throttle_key, request.client_address, now)
+            .await
+        {
+            tracing::warn!(error = %error, "resetting the login throttle failed");
+        }
         let scope = ScopeSet::grant(request.scope, user.scopes)?;
 
         if verification.needs_rehash {
@@ -169,6 +216,7 @@ mod tests {
 
     fn request(username: &str, password: &str) -> LoginRequest {
         LoginRequest {
+            client_address: None,
             username: username.to_owned(),
             password: Password::new(password.to_owned()),
             scope: None,
@@ -178,6 +226,7 @@ mod tests {
 
     fn request_with_scope(scope: ScopeSet) -> LoginRequest {
         LoginRequest {
+            client_address: None,
             scope: Some(scope),
             ..request("alice", PASSWORD)
         }
@@ -347,6 +396,7 @@ mod tests {
         let alice = user("alice");
         let login = login(alice_ports(&alice));
         let request = LoginRequest {
+            client_address: None,
             scope: Some(ScopeSet::all()),
             ..request("alice", "a wrong but long password")
         };
@@ -401,6 +451,7 @@ mod tests {
 
         let tokens = login
             .execute(LoginRequest {
+                client_address: None,
                 client_id: client_id.clone(),
                 ..request("alice", PASSWORD)
             })
@@ -618,5 +669,118 @@ mod tests {
         let result = login.execute(request("alice", PASSWORD)).await;
 
         assert!(matches!(result, Err(LoginError::Internal(_))));
+    }
+}
+
+#[cfg(test)]
+mod throttling_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use authgate_domain::{ClientId, Password, ThrottleDecision};
+
+    use super::*;
+    use crate::services::fixtures::{PASSWORD, ports, settings, user};
+    use crate::services::{Ports, UseCases};
+    use crate::testing::{
+        InsecureHasher, MockLoginThrottle, MockPasswordHasher, MockUserRepository,
+    };
+
+    fn request(username: &str, password: &str) -> LoginRequest {
+        LoginRequest {
+            username: username.to_owned(),
+            password: Password::new(password.to_owned()),
+            scope: None,
+            client_id: ClientId::default_client(),
+            client_address: Some("192.0.2.7".parse().expect("ip")),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_throttled_attempt_is_refused_before_any_lookup_or_hashing() {
+        let mut throttle = MockLoginThrottle::new();
+        throttle
+            .expect_begin_attempt()
+            .withf(|username, address, _| username == "alice" && address.is_some())
+            .times(1)
+            .returning(|_, _, _| {
+                Ok(ThrottleDecision::Throttled {
+                    retry_after: Duration::from_secs(4),
+                })
+            });
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_verify().never();
+        let login = UseCases::new(
+            Ports {
+                throttle: Arc::new(throttle),
+                hasher: Arc::new(hasher),
+                ..ports()
+            },
+            settings(),
+        )
+        .login;
+
+        let result = login.execute(request("ALICE", PASSWORD)).await;
+
+        assert!(
+            matches!(result, Err(LoginError::Throttled { retry_after }) if retry_after == Duration::from_secs(4))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_counted_and_not_forgiven() {
+        let alice = user("alice");
+        let mut users = MockUserRepository::new();
+        let stored = alice.clone();
+        users
+            .expect_find_credentials()
+            .returning(move |_| Ok(Some((stored.clone(), InsecureHasher::hash_of(PASSWORD)))));
+        let mut throttle = MockLoginThrottle::new();
+        throttle
+            .expect_begin_attempt()
+            .times(1)
+            .returning(|_, _, _| Ok(ThrottleDecision::Allowed));
+        throttle.expect_record_success().never();
+        let login = UseCases::new(
+            Ports {
+                throttle: Arc::new(throttle),
+                users: Arc::new(users),
+                ..ports()
+            },
+            settings(),
+        )
+        .login;
+
+        let result = login.execute(request("alice", "not-the-password")).await;
+
+        assert!(matches!(result, Err(LoginError::InvalidCredentials)));
+    }
+
+    #[tokio::test]
+    async fn malformed_usernames_are_throttled_under_a_bounded_key() {
+        let mut throttle = MockLoginThrottle::new();
+        throttle
+            .expect_begin_attempt()
+            .withf(|key, _, _| {
+                key.chars().count() == 64 && key.chars().all(|character| character == 'x')
+            })
+            .times(1)
+            .returning(|_, _, _| {
+                Ok(ThrottleDecision::Throttled {
+                    retry_after: Duration::from_secs(1),
+                })
+            });
+        let login = UseCases::new(
+            Ports {
+                throttle: Arc::new(throttle),
+                ..ports()
+            },
+            settings(),
+        )
+        .login;
+
+        let result = login.execute(request(&"X".repeat(500), PASSWORD)).await;
+
+        assert!(matches!(result, Err(LoginError::Throttled { .. })));
     }
 }

@@ -2,11 +2,14 @@
 
 use std::sync::Arc;
 
-use authgate_domain::{Password, PasswordPolicy, PasswordRuleViolation, User, Username};
+use authgate_domain::{
+    Password, PasswordPolicy, PasswordRuleViolation, ThrottleDecision, User, Username,
+};
 
 use crate::authenticate::Principal;
 use crate::ports::{
-    BoxError, Clock, HashError, PasswordHasher, RefreshTokenStore, RepositoryError, UserRepository,
+    BoxError, Clock, HashError, LoginThrottle, PasswordHasher, RefreshTokenStore, RepositoryError,
+    UserRepository,
 };
 
 /// Why a password change failed.
@@ -21,6 +24,12 @@ pub enum ChangePasswordError {
     /// The new password breaks a rule.
     #[error(transparent)]
     Weak(#[from] PasswordRuleViolation),
+    /// Too many wrong current passwords for this user; nothing was verified.
+    #[error("too many failed attempts; retry later")]
+    Throttled {
+        /// How long to wait before the next attempt.
+        retry_after: std::time::Duration,
+    },
     /// Every hashing slot is busy.
     #[error("the server is busy; retry shortly")]
     Busy,
@@ -52,6 +61,7 @@ pub struct ChangePassword {
     users: Arc<dyn UserRepository>,
     hasher: Arc<dyn PasswordHasher>,
     refresh_tokens: Arc<dyn RefreshTokenStore>,
+    throttle: Arc<dyn LoginThrottle>,
     clock: Arc<dyn Clock>,
     policy: PasswordPolicy,
 }
@@ -61,6 +71,7 @@ impl ChangePassword {
         users: Arc<dyn UserRepository>,
         hasher: Arc<dyn PasswordHasher>,
         refresh_tokens: Arc<dyn RefreshTokenStore>,
+        throttle: Arc<dyn LoginThrottle>,
         clock: Arc<dyn Clock>,
         policy: PasswordPolicy,
     ) -> Self {
@@ -68,6 +79,7 @@ impl ChangePassword {
             users,
             hasher,
             refresh_tokens,
+            throttle,
             clock,
             policy,
         }
@@ -93,9 +105,19 @@ impl ChangePassword {
         if user.id != principal.user.id {
             return Err(ChangePasswordError::UnknownUser);
         }
+        // Guessing the current password with a stolen access token is a login attempt too:
+        // it counts against the same per-username limit.
+        let username = user.username.as_str();
+        let now = self.clock.now();
+        if let ThrottleDecision::Throttled { retry_after } =
+            self.throttle.begin_attempt(username, None, now).await?
+        {
+            return Err(ChangePasswordError::Throttled { retry_after });
+        }
         if !self.hasher.verify(current, &hash).await?.matches {
             return Err(ChangePasswordError::WrongPassword);
         }
+        self.throttle.record_success(username, None, now).await?;
         self.replace(&user, new).await
     }
 

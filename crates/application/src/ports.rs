@@ -515,3 +515,30 @@ pub trait HealthProbe: Send + Sync {
     /// [`RepositoryError::Unavailable`] when the database does not answer.
     async fn ping(&self) -> Result<(), RepositoryError>;
 }
+
+/// Counters of login attempts per username and per client address (SPEC §2 abuse limits).
+///
+/// The store applies [`authgate_domain::ThrottlePolicy`] atomically: parallel attempts are
+/// counted one by one, so they cannot all slip past the limit.
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
+#[async_trait]
+pub trait LoginThrottle: Send + Sync {
+    /// Decides on a login attempt for `username` (normalised, or the raw name lower-cased)
+    /// from `address`. When neither key is blocked the attempt is counted against both and
+    /// `Allowed` is answered; otherwise nothing is counted and `Throttled` says for how long.
+    async fn begin_attempt(
+        &self,
+        username: &str,
+        address: Option<std::net::IpAddr>,
+        now: Timestamp,
+    ) -> Result<authgate_domain::ThrottleDecision, RepositoryError>;
+
+    /// The attempt succeeded: the username's counters reset, and the address gets its
+    /// attempt back.
+    async fn record_success(
+        &self,
+        username: &str,
+        address: Option<std::net::IpAddr>,
+        now: Timestamp,
+    ) -> Result<(), RepositoryError>;
+}

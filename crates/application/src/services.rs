@@ -11,8 +11,8 @@ use crate::issuer::TokenIssuer;
 use crate::login::LoginWithPassword;
 use crate::password::ChangePassword;
 use crate::ports::{
-    AccessTokenDenylist, BoxError, Clock, HealthProbe, IdGenerator, PasswordHasher, PublicJwk,
-    RefreshTokenCodec, RefreshTokenStore, TokenSigner, UserRepository,
+    AccessTokenDenylist, BoxError, Clock, HealthProbe, IdGenerator, LoginThrottle, PasswordHasher,
+    PublicJwk, RefreshTokenCodec, RefreshTokenStore, TokenSigner, UserRepository,
 };
 use crate::refresh::RefreshAccessToken;
 use crate::revoke::RevokeToken;
@@ -27,6 +27,8 @@ pub struct Ports {
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     /// Revoked access tokens.
     pub denylist: Arc<dyn AccessTokenDenylist>,
+    /// Login-attempt counters.
+    pub throttle: Arc<dyn LoginThrottle>,
     /// Database liveness.
     pub health: Arc<dyn HealthProbe>,
     /// Password hashing.
@@ -112,6 +114,7 @@ impl UseCases {
             login: LoginWithPassword::new(
                 ports.users.clone(),
                 ports.hasher.clone(),
+                ports.throttle.clone(),
                 issuer.clone(),
                 settings.decoy_hash,
             ),
@@ -127,6 +130,7 @@ impl UseCases {
                 ports.users.clone(),
                 ports.hasher.clone(),
                 ports.refresh_tokens.clone(),
+                ports.throttle.clone(),
                 ports.clock.clone(),
                 settings.password_policy,
             ),
@@ -250,6 +254,7 @@ pub(crate) mod fixtures {
     /// not arrange fails it, and deterministic fakes for the rest (clock stopped at [`NOW`]).
     pub(crate) fn ports() -> Ports {
         Ports {
+            throttle: std::sync::Arc::new(crate::testing::UnlimitedThrottle),
             users: Arc::new(MockUserRepository::new()),
             refresh_tokens: Arc::new(MockRefreshTokenStore::new()),
             denylist: Arc::new(MockAccessTokenDenylist::new()),
@@ -373,6 +378,7 @@ mod tests {
 
         async fn login(&self, password: &str) -> Result<IssuedTokens, LoginError> {
             let request = LoginRequest {
+                client_address: None,
                 username: "alice".into(),
                 password: Password::new(password.into()),
                 scope: None,

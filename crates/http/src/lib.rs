@@ -15,6 +15,7 @@
 //! generated document to prove the two agree.
 
 mod bearer;
+mod client;
 mod discovery;
 mod extract;
 mod form;
@@ -40,6 +41,7 @@ pub use bearer::{
     BearerError, ProfileRead, ProfileWrite, RequireScope, ScopeMarker, TokensIntrospect, UsersRead,
     UsersWrite,
 };
+pub use client::{IpNetwork, IpNetworkError};
 pub use oauth_error::OAuthError;
 pub use openapi::openapi;
 pub use problem::Problem;
@@ -63,6 +65,8 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// Whether responses carry `Strict-Transport-Security` (TLS is on).
     pub hsts: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed when throttling by client address.
+    pub trusted_proxies: Vec<IpNetwork>,
 }
 
 /// What every handler can reach: the use cases and the HTTP configuration.

@@ -102,6 +102,17 @@ impl Problem {
         }
     }
 
+    /// `429`: too many failed attempts; retry after the given number of seconds.
+    pub(crate) fn too_many_requests(retry_after_seconds: u32) -> Self {
+        Self {
+            retry_after_seconds: Some(retry_after_seconds.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed attempts; retry later",
+            )
+        }
+    }
+
     /// `500`: logs `source` with what was being done, and tells the client nothing more.
     pub(crate) fn internal(doing: &str, source: &(dyn StdError + 'static)) -> Self {
         log_internal(doing, source);
@@ -160,6 +171,9 @@ impl From<ChangePasswordError> for Problem {
             ChangePasswordError::WrongPassword => Self::bad_request(error.to_string()),
             ChangePasswordError::UnknownUser => Self::not_found(error.to_string()),
             ChangePasswordError::Weak(_) => Self::unprocessable(error.to_string()),
+            ChangePasswordError::Throttled { retry_after } => {
+                Self::too_many_requests(u32::try_from(retry_after.as_secs()).unwrap_or(u32::MAX))
+            }
             ChangePasswordError::Busy => Self::busy(),
             ChangePasswordError::Internal(source) => {
                 Self::internal("changing a password", source.as_ref())

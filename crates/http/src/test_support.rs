@@ -28,6 +28,7 @@ pub(crate) const PASSWORD: &str = "correct horse battery staple";
 /// The configuration of a default deployment: both grants, no CORS, no TLS.
 pub(crate) fn config() -> HttpConfig {
     HttpConfig {
+        trusted_proxies: Vec::new(),
         issuer: ISSUER.to_owned(),
         password_grant: true,
         refresh_grant: true,
@@ -67,6 +68,7 @@ impl TestAppBuilder {
 
     pub(crate) fn build(self) -> TestApp {
         let ports = Ports {
+            throttle: std::sync::Arc::new(authgate_application::testing::UnlimitedThrottle),
             users: Arc::new(InMemoryUserRepository::new()),
             refresh_tokens: Arc::new(InMemoryRefreshTokenStore::new()),
             denylist: Arc::new(InMemoryDenylist::new()),

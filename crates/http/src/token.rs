@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::bearer::{BearerErrorBody, RequireScope, ScopeMarker, TokensIntrospect};
+use crate::client::ClientAddress;
 use crate::form::{self, FormParams, OAuthForm};
 use crate::oauth_error::{OAuthError, OAuthErrorBody};
 use crate::openapi::TAG_OAUTH;
@@ -164,6 +165,8 @@ impl IntoResponse for TokenResponse {
         (status = 400, description = "`invalid_request`, `invalid_grant`, `invalid_scope` or `unsupported_grant_type`",
             body = OAuthErrorBody),
         (status = 413, description = "The body exceeds 64 KiB", body = OAuthErrorBody),
+        (status = 429, description = "`too_many_requests`: too many failed logins for this username or from this address; nothing was checked",
+            body = OAuthErrorBody, headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 500, description = "`server_error`", body = OAuthErrorBody),
         (status = 503, description = "`temporarily_unavailable`: password hashing is at capacity", body = OAuthErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
@@ -171,6 +174,7 @@ impl IntoResponse for TokenResponse {
 )]
 pub(crate) async fn issue_token(
     State(state): State<AppState>,
+    client_address: ClientAddress,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<TokenResponse, OAuthError> {
@@ -179,13 +183,14 @@ pub(crate) async fn issue_token(
         return Err(OAuthError::UnsupportedGrantType);
     }
     match form.grant_type {
-        GrantType::Password => password_grant(&state, &headers, form).await,
+        GrantType::Password => password_grant(&state, client_address, &headers, form).await,
         GrantType::RefreshToken => refresh_grant(&state, &headers, form).await,
     }
 }
 
 async fn password_grant(
     state: &AppState,
+    client_address: ClientAddress,
     headers: &HeaderMap,
     form: TokenForm,
 ) -> Result<TokenResponse, OAuthError> {
@@ -203,6 +208,7 @@ async fn password_grant(
         password: Password::new(password),
         scope,
         client_id,
+        client_address: client_address.0,
     };
     let tokens = state
         .use_cases
@@ -212,6 +218,9 @@ async fn password_grant(
         .map_err(|error| match error {
             LoginError::InvalidCredentials => invalid_credentials(),
             LoginError::InvalidScope(why) => OAuthError::InvalidScope(why.to_string()),
+            LoginError::Throttled { retry_after } => OAuthError::TooManyRequests {
+                retry_after_seconds: retry_after.as_secs().max(1),
+            },
             LoginError::Busy => OAuthError::TemporarilyUnavailable,
             LoginError::Internal(source) => {
                 OAuthError::internal("the password grant", source.as_ref())

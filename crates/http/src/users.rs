@@ -124,6 +124,8 @@ pub(crate) struct ChangePasswordBody {
         (status = 415, description = "The body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
         (status = 422, description = "A field is missing, unknown or mistyped, or the new password breaks a rule (named in `detail`)",
             body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong current passwords for this user", body = ProblemBody,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 500, description = "An internal error", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "Password hashing is at capacity", body = ProblemBody, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds to wait"))),

@@ -131,7 +131,7 @@ impl Services {
         );
         let successor_key = repositories
             .keys
-            .secret(REFRESH_SUCCESSOR_KEY, &HmacRefreshTokenCodec::new_secret())
+            .secret(REFRESH_SUCCESSOR_KEY, &authgate_crypto::new_secret())
             .await
             .context("loading the refresh-token key")?;
         let decoy_hash = hasher
@@ -146,7 +146,10 @@ impl Services {
             health: repositories.health,
             hasher,
             signer: signer.clone(),
-            refresh_codec: Arc::new(HmacRefreshTokenCodec::new(successor_key)),
+            refresh_codec: Arc::new(
+                HmacRefreshTokenCodec::new(successor_key)
+                    .context("loading the refresh-token key")?,
+            ),
             clock: clock.clone(),
             ids,
         };
@@ -245,6 +248,7 @@ impl App {
             refresh_grant: config.refresh_grant,
             cors_origins: config.cors_origins.clone(),
             hsts: config.tls.is_some(),
+            trusted_proxies: config.trusted_proxies.clone(),
         };
         let router = authgate_http::router(AppState {
             use_cases: services.use_cases.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use authgate_application::ports::SigningAlgorithm;
 use authgate_domain::PasswordPolicy;
+use authgate_http::IpNetwork;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// authgate: an OAuth 2.0 authorization and resource server.
@@ -204,6 +205,14 @@ pub struct SettingsArgs {
         global = true
     )]
     pub cors_origins: Vec<String>,
+    /// Reverse proxies (CIDRs, comma-separated) whose X-Forwarded-For names the client address.
+    #[arg(
+        long,
+        env = "AUTHGATE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<String>,
     /// TLS certificate chain (PEM).
     #[arg(long, env = "AUTHGATE_TLS_CERT", global = true, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -290,6 +299,8 @@ pub struct Config {
     pub max_concurrent_hashes: usize,
     /// CORS origins.
     pub cors_origins: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNetwork>,
     /// TLS certificate and key paths.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Bootstrap administrator password (`AUTHGATE_ADMIN_PASSWORD`), environment only.
@@ -333,6 +344,7 @@ impl Config {
             },
             max_concurrent_hashes: default_hash_slots(),
             cors_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             tls: None,
             admin_password: None,
         }

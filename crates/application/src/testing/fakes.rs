@@ -161,3 +161,29 @@ impl RefreshTokenCodec for FakeRefreshCodec {
         RefreshTokenHash(bytes)
     }
 }
+
+/// A throttle that allows every attempt and counts nothing: for tests whose subject is not
+/// throttling (the real counters are tested in the persistence crate).
+#[derive(Debug, Default)]
+pub struct UnlimitedThrottle;
+
+#[async_trait]
+impl crate::ports::LoginThrottle for UnlimitedThrottle {
+    async fn begin_attempt(
+        &self,
+        _username: &str,
+        _address: Option<std::net::IpAddr>,
+        _now: Timestamp,
+    ) -> Result<authgate_domain::ThrottleDecision, crate::ports::RepositoryError> {
+        Ok(authgate_domain::ThrottleDecision::Allowed)
+    }
+
+    async fn record_success(
+        &self,
+        _username: &str,
+        _address: Option<std::net::IpAddr>,
+        _now: Timestamp,
+    ) -> Result<(), crate::ports::RepositoryError> {
+        Ok(())
+    }
+}

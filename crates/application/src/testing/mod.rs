@@ -8,8 +8,8 @@ mod repositories;
 
 pub use crate::ports::{
     MockAccessTokenDenylist, MockClock, MockHealthProbe, MockIdGenerator, MockKeyStore,
-    MockPasswordHasher, MockRefreshTokenCodec, MockRefreshTokenStore, MockTokenSigner,
-    MockUserRepository,
+    MockLoginThrottle, MockPasswordHasher, MockRefreshTokenCodec, MockRefreshTokenStore,
+    MockTokenSigner, MockUserRepository,
 };
 pub use fakes::*;
 pub use repositories::*;
