@@ -217,6 +217,7 @@ async fn tokens_for_another_issuer_or_audience_are_rejected() {
     .await;
     let other_audience = spawn_app_with(Backend::Sqlite, |config| {
         config.database_url = database_url.clone();
+        config.issuer = Some(app.base.clone());
         config.audience = "another-api".into();
     })
     .await;

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 /// The bootstrap administrator's password in every test app.
-pub const ADMIN_PASSWORD: &str = "admin-password-for-tests-only";
+pub const ADMIN_PASSWORD: &str = "root-passphrase-for-tests-only";
 /// A password that satisfies the default policy for any test username.
 pub const GOOD_PASSWORD: &str = "violet-kettle-harbour-42";
 
@@ -106,8 +106,6 @@ impl TempDatabase {
 
 /// A running authgate.
 pub struct TestApp {
-    /// Where it listens.
-    pub addr: SocketAddr,
     /// `http://addr`.
     pub base: String,
     /// The clock the app reads; advance it to expire tokens.
@@ -116,8 +114,6 @@ pub struct TestApp {
     pub db: TempDatabase,
     /// A client that follows no redirects.
     pub client: Client,
-    /// The configuration it was started with.
-    pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -168,12 +164,10 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         .build()
         .expect("client");
     TestApp {
-        addr,
         base: format!("http://{addr}"),
         clock,
         db,
         client,
-        config,
         shutdown: Some(shutdown),
     }
 }
@@ -205,7 +199,6 @@ impl TestApp {
     }
 
     /// A successful password grant's JSON body.
-    #[track_caller]
     pub async fn login_ok(&self, username: &str, password: &str) -> Value {
         let response = self.login(username, password).await;
         assert_eq!(

@@ -27,7 +27,6 @@ impl Drop for Instance {
 fn command(database_url: &str, extra_env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BINARY);
     command
-        .args(["serve", "--listen", "127.0.0.1:0"])
         .env("DATABASE_URL", database_url)
         .env("AUTHGATE_ARGON2_MEMORY_KIB", "256")
         .env("AUTHGATE_ARGON2_ITERATIONS", "1")
@@ -47,20 +46,27 @@ fn command(database_url: &str, extra_env: &[(&str, &str)]) -> Command {
 /// Starts `authgate serve` and waits for its banner to learn the port.
 fn start(database_url: &str, extra_env: &[(&str, &str)]) -> (Instance, Vec<String>) {
     let mut child = command(database_url, extra_env)
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .spawn()
         .expect("the binary starts");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = Vec::new();
     let mut reader = BufReader::new(stderr);
-    let base = loop {
+    let mut base = None;
+    // The banner ends with the Swagger UI address, after the listen address.
+    loop {
         let mut line = String::new();
         let read = reader.read_line(&mut line).expect("stderr is readable");
         assert!(read > 0, "authgate exited before listening: {lines:?}");
         lines.push(line.trim_end().to_owned());
         if let Some(address) = line.trim_end().strip_prefix("authgate listening on ") {
-            break address.to_owned();
+            base = Some(address.to_owned());
         }
-    };
+        if line.starts_with("Swagger UI: ") {
+            break;
+        }
+    }
+    let base = base.expect("the listen address is printed before the Swagger UI address");
     // Keep draining stderr so the process never blocks on a full pipe.
     std::thread::spawn(move || for _ in reader.lines() {});
     (Instance { child, base }, lines)
@@ -263,6 +269,7 @@ async fn after_keys_rotate_new_tokens_verify_on_every_instance() {
     );
     let listed = command(&db.url, &[])
         .args(["keys", "list"])
+        .stdout(Stdio::piped())
         .output()
         .expect("keys list");
     assert_eq!(

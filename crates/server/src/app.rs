@@ -143,6 +143,7 @@ impl Services {
             users: repositories.users,
             refresh_tokens: repositories.refresh_tokens,
             denylist: repositories.denylist,
+            throttle: database.login_throttle(),
             health: repositories.health,
             hasher,
             signer: signer.clone(),

@@ -406,6 +406,13 @@ impl SettingsArgs {
         {
             bail!("--issuer must be an absolute http(s) URL");
         }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .filter(|proxy| !proxy.trim().is_empty())
+            .map(|proxy| proxy.parse::<IpNetwork>())
+            .collect::<Result<Vec<_>, _>>()
+            .context("--trusted-proxies")?;
         let max_concurrent_hashes = self
             .max_concurrent_hashes
             .unwrap_or_else(default_hash_slots);
@@ -437,6 +444,7 @@ impl SettingsArgs {
                 .into_iter()
                 .filter(|origin| !origin.is_empty())
                 .collect(),
+            trusted_proxies,
             tls: self.tls_cert.zip(self.tls_key),
             admin_password: env_secret("AUTHGATE_ADMIN_PASSWORD"),
         })

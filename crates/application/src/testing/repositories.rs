@@ -444,7 +444,6 @@ impl AccessTokenDenylist for InMemoryDenylist {
 
 #[derive(Debug, Default)]
 struct KeyState {
-    /// In insertion order, which is creation order for the tests that use the fake.
     keys: Vec<StoredKey>,
     secrets: HashMap<String, KeyMaterial>,
 }
@@ -475,8 +474,10 @@ fn active(key: &StoredKey) -> StoredKey {
 impl KeyStore for InMemoryKeyStore {
     async fn list(&self) -> Result<Vec<StoredKey>, RepositoryError> {
         let mut keys = lock(&self.state).keys.clone();
-        // Stable, so keys made in the same second stay in insertion order.
-        keys.sort_by_key(|key| key.created_at);
+        // Oldest first, ties broken by `kid`, as the SQL stores order them.
+        keys.sort_by(|left, right| {
+            (left.created_at, &left.kid).cmp(&(right.created_at, &right.kid))
+        });
         Ok(keys)
     }
 

@@ -1,0 +1,1366 @@
+//! The contract suite: what every implementation of the repository ports must do, run on
+//! SQLite, on PostgreSQL (when `AUTHGATE_TEST_POSTGRES_URL` is set) and on the in-memory fakes.
+//!
+//! Each check is an async function over a fresh, empty [`Repositories`]; the macros at the end
+//! turn every check into one `#[tokio::test]` per backend, so backends are parameters rather
+//! than copies. Checks that race use a multi-threaded runtime and real concurrent calls.
+
+mod harness;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use authgate_application::ports::{
+    KeyMaterial, NewUser, RefreshFamily, RefreshTokenHash, RepositoryError, RotateOutcome,
+    SigningAlgorithm, StoredKey, UserPatch,
+};
+use authgate_domain::{
+    ClientId, PasswordHash, Scope, ScopeSet, SessionEpoch, Timestamp, User, UserId, UserProfile,
+    Username,
+};
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+use crate::Repositories;
+
+/// The time every check starts at.
+const T0: Timestamp = Timestamp::from_unix(1_700_000_000);
+/// The default `--refresh-reuse-grace`.
+const GRACE: Duration = Duration::from_secs(10);
+/// The lifetime of test families.
+const FAMILY_TTL: Duration = Duration::from_secs(3600);
+/// How many callers race in the concurrency checks.
+pub(crate) const RACERS: usize = 10;
+/// How often the checks that race on one outcome repeat: who wins a race is a matter of
+/// timing, and on a machine with few cores one round may not overlap at all.
+const RACE_ROUNDS: usize = 10;
+
+#[track_caller]
+fn username(raw: &str) -> Username {
+    Username::parse(raw).expect("test usernames are valid")
+}
+
+/// Builds the [`NewUser`]s the checks store.
+struct TestUser(NewUser);
+
+impl TestUser {
+    /// An enabled user with the default scopes and no profile.
+    #[track_caller]
+    fn named(raw: &str) -> Self {
+        Self(NewUser {
+            id: UserId::new(Uuid::new_v4()),
+            username: username(raw),
+            password_hash: PasswordHash::new(format!(
+                "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$hash-of-{raw}"
+            )),
+            profile: UserProfile::default(),
+            scopes: ScopeSet::default_for_new_user(),
+            created_at: T0,
+        })
+    }
+
+    /// With every scope, `users:write` included.
+    fn administrator(mut self) -> Self {
+        self.0.scopes = ScopeSet::all();
+        self
+    }
+
+    fn with_profile(mut self, email: &str, full_name: &str) -> Self {
+        self.0.profile = UserProfile {
+            email: Some(email.to_owned()),
+            full_name: Some(full_name.to_owned()),
+        };
+        self
+    }
+
+    fn build(self) -> NewUser {
+        self.0
+    }
+}
+
+async fn insert(repositories: &Repositories, user: TestUser) -> User {
+    repositories
+        .users
+        .insert(&user.build())
+        .await
+        .expect("the user is stored")
+}
+
+async fn find(repositories: &Repositories, raw: &str) -> Option<User> {
+    repositories
+        .users
+        .find_by_username(&username(raw))
+        .await
+        .expect("the lookup succeeds")
+}
+
+/// A refresh token's hash; distinct `seed`s give distinct tokens.
+fn token(seed: u8) -> RefreshTokenHash {
+    RefreshTokenHash([seed; 32])
+}
+
+/// Stores a family for `user` issued at [`T0`] whose first token is `first`.
+async fn start_family(
+    repositories: &Repositories,
+    user: &User,
+    first: RefreshTokenHash,
+) -> RefreshFamily {
+    let family = RefreshFamily {
+        id: Uuid::new_v4(),
+        user_id: user.id,
+        scope: ScopeSet::from_iter([Scope::ProfileRead, Scope::UsersRead]),
+        client_id: ClientId::parse("test-client").expect("a valid client id"),
+        session_epoch: user.session_epoch,
+        issued_at: T0,
+        expires_at: T0.plus(FAMILY_TTL),
+    };
+    repositories
+        .refresh_tokens
+        .create_family(&family, &first)
+        .await
+        .expect("the family is stored");
+    family
+}
+
+async fn rotate(
+    repositories: &Repositories,
+    presented: RefreshTokenHash,
+    successor: RefreshTokenHash,
+    now: Timestamp,
+    grace: Duration,
+) -> RotateOutcome {
+    repositories
+        .refresh_tokens
+        .rotate(&presented, &successor, now, grace)
+        .await
+        .expect("rotation runs")
+}
+
+async fn is_current(
+    repositories: &Repositories,
+    presented: RefreshTokenHash,
+    now: Timestamp,
+) -> bool {
+    repositories
+        .refresh_tokens
+        .find_current(&presented, now)
+        .await
+        .expect("the lookup succeeds")
+        .is_some()
+}
+
+fn key(kid: &str, algorithm: SigningAlgorithm, created_at: Timestamp) -> StoredKey {
+    StoredKey {
+        kid: kid.to_owned(),
+        algorithm,
+        private_key: KeyMaterial(kid.as_bytes().to_vec()),
+        created_at,
+        retired_at: None,
+    }
+}
+
+/// Runs `racers` (at most [`RACERS`]) copies of `call` at once and collects their results.
+///
+/// The copies wait at a barrier so that they start together, and the harness has already
+/// opened [`RACERS`] connections, so none of them is delayed by connecting.
+async fn race<Output, Call, Fut>(racers: usize, call: Call) -> Vec<Output>
+where
+    Output: Send + 'static,
+    Call: Fn(usize) -> Fut,
+    Fut: Future<Output = Output> + Send + 'static,
+{
+    let start = Arc::new(Barrier::new(racers));
+    let handles: Vec<_> = (0..racers)
+        .map(|index| {
+            let start = Arc::clone(&start);
+            let racer = call(index);
+            tokio::spawn(async move {
+                start.wait().await;
+                racer.await
+            })
+        })
+        .collect();
+    let mut outputs = Vec::with_capacity(racers);
+    for handle in handles {
+        outputs.push(handle.await.expect("a racing call does not panic"));
+    }
+    outputs
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+pub(crate) async fn a_stored_user_is_found_by_username_and_by_id(repositories: Repositories) {
+    let new_user = TestUser::named("alice")
+        .with_profile("alice@example.com", "Alice Liddell")
+        .build();
+
+    let stored = repositories.users.insert(&new_user).await.expect("stored");
+
+    assert_eq!(stored.id, new_user.id);
+    assert_eq!(stored.username, new_user.username);
+    assert_eq!(stored.profile, new_user.profile);
+    assert_eq!(stored.scopes, new_user.scopes);
+    assert_eq!(stored.created_at, T0);
+    assert!(!stored.disabled);
+    assert_eq!(stored.session_epoch, SessionEpoch::new(0));
+    assert_eq!(find(&repositories, "alice").await, Some(stored.clone()));
+    assert_eq!(
+        repositories
+            .users
+            .find_by_id(new_user.id)
+            .await
+            .expect("lookup"),
+        Some(stored.clone())
+    );
+    let (user, hash) = repositories
+        .users
+        .find_credentials(&username("alice"))
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(user, stored);
+    assert_eq!(hash.expose(), new_user.password_hash.expose());
+    assert_eq!(find(&repositories, "bob").await, None);
+    assert_eq!(
+        repositories
+            .users
+            .find_by_id(UserId::new(Uuid::new_v4()))
+            .await
+            .expect("lookup"),
+        None
+    );
+    assert!(
+        repositories
+            .users
+            .find_credentials(&username("bob"))
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+}
+
+pub(crate) async fn a_duplicate_username_is_refused_as_taken(repositories: Repositories) {
+    insert(&repositories, TestUser::named("alice")).await;
+
+    let result = repositories
+        .users
+        .insert(&TestUser::named("alice").administrator().build())
+        .await;
+
+    assert!(
+        matches!(result, Err(RepositoryError::UsernameTaken)),
+        "{result:?}"
+    );
+    let kept = find(&repositories, "alice")
+        .await
+        .expect("the first alice remains");
+    assert_eq!(kept.scopes, ScopeSet::default_for_new_user());
+}
+
+pub(crate) async fn usernames_differing_only_in_case_collide_because_callers_normalise_them(
+    repositories: Repositories,
+) {
+    // The store compares exactly; case-insensitivity comes from `Username::parse` lower-casing.
+    insert(&repositories, TestUser::named("Alice")).await;
+
+    let result = repositories
+        .users
+        .insert(&TestUser::named("ALICE").build())
+        .await;
+
+    assert!(
+        matches!(result, Err(RepositoryError::UsernameTaken)),
+        "{result:?}"
+    );
+    assert_eq!(
+        find(&repositories, "aLiCe")
+            .await
+            .map(|user| user.username.as_str().to_owned()),
+        Some("alice".into())
+    );
+}
+
+pub(crate) async fn changing_the_password_replaces_the_hash_and_moves_to_the_next_session_epoch(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    let new_hash = PasswordHash::new("$argon2id$v=19$m=8,t=1,p=1$bmV3c2FsdA$new".into());
+
+    let once = repositories
+        .users
+        .change_password(alice.id, &new_hash)
+        .await
+        .expect("changed");
+    let twice = repositories
+        .users
+        .change_password(alice.id, &new_hash)
+        .await
+        .expect("changed again");
+    let unknown = repositories
+        .users
+        .change_password(UserId::new(Uuid::new_v4()), &new_hash)
+        .await;
+
+    assert_eq!(once.session_epoch, SessionEpoch::new(1));
+    assert_eq!(twice.session_epoch, SessionEpoch::new(2));
+    assert_eq!(
+        find(&repositories, "alice")
+            .await
+            .map(|user| user.session_epoch),
+        Some(SessionEpoch::new(2))
+    );
+    let (_, hash) = repositories
+        .users
+        .find_credentials(&username("alice"))
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(hash.expose(), new_hash.expose());
+    assert!(
+        matches!(unknown, Err(RepositoryError::NotFound)),
+        "{unknown:?}"
+    );
+}
+
+pub(crate) async fn upgrading_a_password_hash_keeps_every_session(repositories: Repositories) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    let rehashed = PasswordHash::new("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$rehashed".into());
+
+    repositories
+        .users
+        .upgrade_password_hash(alice.id, &rehashed)
+        .await
+        .expect("upgraded");
+    let missing = repositories
+        .users
+        .upgrade_password_hash(UserId::new(Uuid::new_v4()), &rehashed)
+        .await;
+
+    let (user, hash) = repositories
+        .users
+        .find_credentials(&username("alice"))
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(hash.expose(), rehashed.expose());
+    assert_eq!(user.session_epoch, SessionEpoch::new(0));
+    assert!(missing.is_ok(), "{missing:?}");
+}
+
+pub(crate) async fn a_patch_changes_only_the_fields_it_names(repositories: Repositories) {
+    insert(
+        &repositories,
+        TestUser::named("alice").with_profile("alice@example.com", "Alice"),
+    )
+    .await;
+    let readers = ScopeSet::from_iter([Scope::ProfileRead, Scope::UsersRead]);
+
+    let disabled = repositories
+        .users
+        .update(
+            &username("alice"),
+            &UserPatch {
+                disabled: Some(true),
+                scopes: Some(readers),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("patched");
+    let renamed = repositories
+        .users
+        .update(
+            &username("alice"),
+            &UserPatch {
+                email: Some(Some("a@example.org".into())),
+                full_name: Some(None),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("patched");
+    let untouched = repositories
+        .users
+        .update(&username("alice"), &UserPatch::default())
+        .await
+        .expect("patched");
+    let unknown = repositories
+        .users
+        .update(&username("nobody"), &UserPatch::default())
+        .await;
+
+    assert!(disabled.disabled);
+    assert_eq!(disabled.scopes, readers);
+    assert_eq!(disabled.profile.email.as_deref(), Some("alice@example.com"));
+    assert!(renamed.disabled);
+    assert_eq!(renamed.scopes, readers);
+    assert_eq!(
+        renamed.profile,
+        UserProfile {
+            email: Some("a@example.org".into()),
+            full_name: None
+        }
+    );
+    assert_eq!(untouched, renamed);
+    assert_eq!(find(&repositories, "alice").await, Some(renamed));
+    assert!(
+        matches!(unknown, Err(RepositoryError::NotFound)),
+        "{unknown:?}"
+    );
+}
+
+pub(crate) async fn keyset_pagination_visits_every_user_exactly_once_in_byte_order(
+    repositories: Repositories,
+) {
+    // Punctuation sorts differently under natural-language collations; the stores use byte order.
+    let names = [
+        "zed", "a.b", "a-b", "a_b", "abc", "0day", "m.n.o", "b--", "z9z", "_x_",
+    ];
+    for name in names {
+        insert(&repositories, TestUser::named(name)).await;
+    }
+    let mut expected: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    expected.sort();
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = repositories
+            .users
+            .list(after.clone(), 3)
+            .await
+            .expect("a page");
+        assert!(page.len() <= 3, "a page never exceeds its limit");
+        let Some(last) = page.last() else { break };
+        after = Some(last.username.clone());
+        seen.extend(
+            page.into_iter()
+                .map(|user| user.username.as_str().to_owned()),
+        );
+        if seen.len() == 3 {
+            // Inserted mid-walk: behind the cursor is not seen, ahead of it is, and nothing
+            // that existed is skipped or repeated.
+            insert(&repositories, TestUser::named("00a")).await;
+            insert(&repositories, TestUser::named("zz-late")).await;
+        }
+    }
+    expected.push("zz-late".to_owned());
+
+    assert_eq!(seen, expected);
+    assert_eq!(
+        repositories
+            .users
+            .list(None, 200)
+            .await
+            .expect("one page")
+            .len(),
+        names.len() + 2
+    );
+    assert!(
+        repositories
+            .users
+            .list(Some(username("zzz")), 10)
+            .await
+            .expect("past the end")
+            .is_empty()
+    );
+}
+
+pub(crate) async fn deleting_a_user_returns_them_and_unknown_users_are_not_found(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+
+    let deleted = repositories
+        .users
+        .delete(&username("alice"))
+        .await
+        .expect("deleted");
+    let again = repositories.users.delete(&username("alice")).await;
+
+    assert_eq!(deleted, alice);
+    assert_eq!(find(&repositories, "alice").await, None);
+    assert!(matches!(again, Err(RepositoryError::NotFound)), "{again:?}");
+}
+
+pub(crate) async fn the_last_administrator_cannot_be_disabled(repositories: Repositories) {
+    insert(&repositories, TestUser::named("root").administrator()).await;
+    insert(&repositories, TestUser::named("alice")).await;
+
+    let result = repositories
+        .users
+        .update(
+            &username("root"),
+            &UserPatch {
+                disabled: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await;
+
+    assert!(
+        matches!(result, Err(RepositoryError::LastAdministrator)),
+        "{result:?}"
+    );
+    assert!(
+        !find(&repositories, "root")
+            .await
+            .expect("still there")
+            .disabled,
+        "the refused change is rolled back"
+    );
+}
+
+pub(crate) async fn the_last_administrator_cannot_lose_users_write(repositories: Repositories) {
+    insert(&repositories, TestUser::named("root").administrator()).await;
+    let everything_else = ScopeSet::all()
+        .iter()
+        .filter(|scope| *scope != Scope::UsersWrite)
+        .collect();
+
+    let demoted = repositories
+        .users
+        .update(
+            &username("root"),
+            &UserPatch {
+                scopes: Some(everything_else),
+                email: Some(Some("r@x.io".into())),
+                ..UserPatch::default()
+            },
+        )
+        .await;
+    let after_refusal = find(&repositories, "root").await.expect("still there");
+    let renamed = repositories
+        .users
+        .update(
+            &username("root"),
+            &UserPatch {
+                email: Some(Some("root@example.com".into())),
+                ..UserPatch::default()
+            },
+        )
+        .await;
+
+    assert!(
+        matches!(demoted, Err(RepositoryError::LastAdministrator)),
+        "{demoted:?}"
+    );
+    assert_eq!(
+        after_refusal.profile.email, None,
+        "nothing of the refused patch is kept"
+    );
+    let root = renamed.expect("a change that keeps the administrator is allowed");
+    assert_eq!(root.scopes, ScopeSet::all());
+    assert_eq!(root.profile.email.as_deref(), Some("root@example.com"));
+}
+
+pub(crate) async fn the_last_administrator_cannot_be_deleted(repositories: Repositories) {
+    insert(&repositories, TestUser::named("root").administrator()).await;
+    insert(&repositories, TestUser::named("alice")).await;
+
+    let result = repositories.users.delete(&username("root")).await;
+    let other = repositories.users.delete(&username("alice")).await;
+
+    assert!(
+        matches!(result, Err(RepositoryError::LastAdministrator)),
+        "{result:?}"
+    );
+    assert!(
+        find(&repositories, "root").await.is_some(),
+        "the refused delete is rolled back"
+    );
+    assert!(other.is_ok(), "{other:?}");
+}
+
+pub(crate) async fn an_administrator_may_go_while_another_enabled_one_remains(
+    repositories: Repositories,
+) {
+    insert(&repositories, TestUser::named("root").administrator()).await;
+    insert(&repositories, TestUser::named("deputy").administrator()).await;
+    insert(&repositories, TestUser::named("ghost").administrator()).await;
+    repositories
+        .users
+        .update(
+            &username("ghost"),
+            &UserPatch {
+                disabled: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("two remain");
+
+    let deleted = repositories.users.delete(&username("deputy")).await;
+    let last = repositories
+        .users
+        .update(
+            &username("root"),
+            &UserPatch {
+                disabled: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await;
+
+    assert!(deleted.is_ok(), "{deleted:?}");
+    assert!(
+        matches!(last, Err(RepositoryError::LastAdministrator)),
+        "a disabled administrator does not count: {last:?}"
+    );
+}
+
+pub(crate) async fn without_an_administrator_the_rule_blocks_nothing(repositories: Repositories) {
+    insert(&repositories, TestUser::named("alice")).await;
+    insert(&repositories, TestUser::named("bob")).await;
+
+    let disabled = repositories
+        .users
+        .update(
+            &username("alice"),
+            &UserPatch {
+                disabled: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await;
+    let deleted = repositories.users.delete(&username("bob")).await;
+
+    assert!(disabled.is_ok(), "{disabled:?}");
+    assert!(deleted.is_ok(), "{deleted:?}");
+}
+
+pub(crate) async fn racing_removals_of_the_last_two_administrators_leave_one(
+    repositories: Repositories,
+) {
+    // Alternately disable and delete both administrators at once; restore them between rounds.
+    const ADMINISTRATORS: [&str; 2] = ["root", "deputy"];
+    for name in ADMINISTRATORS {
+        insert(&repositories, TestUser::named(name).administrator()).await;
+    }
+
+    for round in 0..RACE_ROUNDS {
+        let users = repositories.users.clone();
+        let outcomes = race(ADMINISTRATORS.len(), move |index| {
+            let users = users.clone();
+            async move {
+                let target = username(ADMINISTRATORS[index]);
+                if round % 2 == 0 {
+                    let disable = UserPatch {
+                        disabled: Some(true),
+                        ..UserPatch::default()
+                    };
+                    users.update(&target, &disable).await.map(|_| ())
+                } else {
+                    users.delete(&target).await.map(|_| ())
+                }
+            }
+        })
+        .await;
+
+        let refused = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Err(RepositoryError::LastAdministrator)))
+            .count();
+        assert_eq!(refused, 1, "round {round}: {outcomes:?}");
+        assert_eq!(
+            outcomes.iter().filter(|outcome| outcome.is_ok()).count(),
+            1,
+            "round {round}: {outcomes:?}"
+        );
+        let remaining = repositories.users.list(None, 10).await.expect("a page");
+        let administrators = remaining
+            .iter()
+            .filter(|user| !user.disabled && user.scopes.contains(Scope::UsersWrite))
+            .count();
+        assert_eq!(administrators, 1, "round {round}: {outcomes:?}");
+        for name in ADMINISTRATORS {
+            if find(&repositories, name).await.is_some() {
+                let enable = UserPatch {
+                    disabled: Some(false),
+                    ..UserPatch::default()
+                };
+                repositories
+                    .users
+                    .update(&username(name), &enable)
+                    .await
+                    .expect("enabling is always allowed");
+            } else {
+                insert(&repositories, TestUser::named(name).administrator()).await;
+            }
+        }
+    }
+}
+
+pub(crate) async fn insert_if_empty_stores_only_into_an_empty_store(repositories: Repositories) {
+    let first = repositories
+        .users
+        .insert_if_empty(&TestUser::named("admin").administrator().build())
+        .await;
+    let second = repositories
+        .users
+        .insert_if_empty(&TestUser::named("other").administrator().build())
+        .await;
+
+    assert!(matches!(first, Ok(true)), "{first:?}");
+    assert!(matches!(second, Ok(false)), "{second:?}");
+    assert!(
+        find(&repositories, "admin")
+            .await
+            .is_some_and(|admin| admin.scopes == ScopeSet::all())
+    );
+    assert_eq!(find(&repositories, "other").await, None);
+}
+
+pub(crate) async fn racing_bootstraps_store_exactly_one_user(repositories: Repositories) {
+    // Plain users rather than administrators, so that each round can empty the store again.
+    for round in 0..RACE_ROUNDS {
+        let users = repositories.users.clone();
+        let outcomes = race(RACERS, move |index| {
+            let users = users.clone();
+            async move {
+                let candidate = TestUser::named(&format!("admin-{round}-{index}")).build();
+                users.insert_if_empty(&candidate).await
+            }
+        })
+        .await;
+
+        let stored = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Ok(true)))
+            .count();
+        assert_eq!(stored, 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes.iter().all(Result::is_ok),
+            "round {round}: {outcomes:?}"
+        );
+        let everyone = repositories.users.list(None, 100).await.expect("a page");
+        assert_eq!(everyone.len(), 1, "round {round}");
+        for user in everyone {
+            repositories
+                .users
+                .delete(&user.username)
+                .await
+                .expect("a plain user can be deleted");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refresh tokens
+
+pub(crate) async fn the_first_token_of_a_new_family_is_current(repositories: Repositories) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+
+    let family = start_family(&repositories, &alice, token(1)).await;
+
+    let found = repositories
+        .refresh_tokens
+        .find_current(&token(1), T0)
+        .await
+        .expect("lookup");
+    assert_eq!(found, Some(family));
+    assert!(
+        !is_current(&repositories, token(2), T0).await,
+        "an unknown token is not current"
+    );
+}
+
+pub(crate) async fn rotating_the_current_token_makes_its_successor_current(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    let family = start_family(&repositories, &alice, token(1)).await;
+    let now = T0.plus(Duration::from_secs(60));
+
+    let first = rotate(&repositories, token(1), token(2), now, GRACE).await;
+    let second = rotate(&repositories, token(2), token(3), now, GRACE).await;
+
+    assert_eq!(first, RotateOutcome::Rotated(family.clone()));
+    assert_eq!(second, RotateOutcome::Rotated(family.clone()));
+    assert!(!is_current(&repositories, token(1), now).await);
+    assert!(!is_current(&repositories, token(2), now).await);
+    assert_eq!(
+        repositories
+            .refresh_tokens
+            .find_current(&token(3), now)
+            .await
+            .expect("lookup"),
+        Some(family)
+    );
+}
+
+pub(crate) async fn a_rotated_token_presented_again_within_the_grace_period_is_replayed(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    let family = start_family(&repositories, &alice, token(1)).await;
+    rotate(&repositories, token(1), token(2), T0, GRACE).await;
+
+    let immediately = rotate(&repositories, token(1), token(2), T0, GRACE).await;
+    let just_in_time = rotate(
+        &repositories,
+        token(1),
+        token(2),
+        T0.plus(Duration::from_secs(9)),
+        GRACE,
+    )
+    .await;
+
+    assert_eq!(immediately, RotateOutcome::Replayed(family.clone()));
+    assert_eq!(just_in_time, RotateOutcome::Replayed(family));
+    assert!(
+        is_current(&repositories, token(2), T0).await,
+        "a replay changes nothing"
+    );
+}
+
+pub(crate) async fn a_rotated_token_presented_once_the_grace_period_is_over_revokes_the_family(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    start_family(&repositories, &alice, token(1)).await;
+    rotate(&repositories, token(1), token(2), T0, GRACE).await;
+    let later = T0.plus(GRACE);
+
+    let reuse = rotate(&repositories, token(1), token(2), later, GRACE).await;
+
+    assert_eq!(reuse, RotateOutcome::Reused, "the grace period is strict");
+    assert!(
+        !is_current(&repositories, token(2), later).await,
+        "the newest token dies with its family"
+    );
+    assert_eq!(
+        rotate(&repositories, token(2), token(3), later, GRACE).await,
+        RotateOutcome::Invalid
+    );
+    assert_eq!(
+        rotate(&repositories, token(1), token(2), later, GRACE).await,
+        RotateOutcome::Invalid
+    );
+}
+
+pub(crate) async fn a_rotated_token_presented_with_another_successor_is_reuse(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    start_family(&repositories, &alice, token(1)).await;
+    rotate(&repositories, token(1), token(2), T0, GRACE).await;
+
+    let outcome = rotate(&repositories, token(1), token(9), T0, GRACE).await;
+
+    assert_eq!(outcome, RotateOutcome::Reused);
+    assert!(!is_current(&repositories, token(2), T0).await);
+}
+
+pub(crate) async fn concurrent_rotations_within_the_grace_period_all_agree(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+
+    for round in 0..RACE_ROUNDS {
+        let (presented, successor) = race_tokens(round);
+        let family = start_family(&repositories, &alice, presented).await;
+        let store = repositories.refresh_tokens.clone();
+        let outcomes = race(RACERS, move |_| {
+            let store = store.clone();
+            async move {
+                store
+                    .rotate(&presented, &successor, T0, GRACE)
+                    .await
+                    .expect("rotation runs")
+            }
+        })
+        .await;
+
+        let rotated = outcomes
+            .iter()
+            .filter(|outcome| **outcome == RotateOutcome::Rotated(family.clone()))
+            .count();
+        let replayed = outcomes
+            .iter()
+            .filter(|outcome| **outcome == RotateOutcome::Replayed(family.clone()))
+            .count();
+        assert_eq!(
+            (rotated, replayed),
+            (1, RACERS - 1),
+            "round {round}: {outcomes:?}"
+        );
+        assert!(is_current(&repositories, successor, T0).await);
+    }
+}
+
+pub(crate) async fn concurrent_rotations_without_grace_let_exactly_one_succeed(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+
+    for round in 0..RACE_ROUNDS {
+        let (presented, successor) = race_tokens(round);
+        start_family(&repositories, &alice, presented).await;
+        let store = repositories.refresh_tokens.clone();
+        let outcomes = race(RACERS, move |_| {
+            let store = store.clone();
+            async move {
+                store
+                    .rotate(&presented, &successor, T0, Duration::ZERO)
+                    .await
+                    .expect("rotation runs")
+            }
+        })
+        .await;
+
+        // The first loser revokes the family as reuse; later ones may find it revoked already.
+        let rotated = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, RotateOutcome::Rotated(_)))
+            .count();
+        let reused = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, RotateOutcome::Reused))
+            .count();
+        assert_eq!(rotated, 1, "round {round}: {outcomes:?}");
+        assert!(reused >= 1, "round {round}: {outcomes:?}");
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| !matches!(outcome, RotateOutcome::Replayed(_))),
+            "round {round}: {outcomes:?}"
+        );
+        assert!(
+            !is_current(&repositories, successor, T0).await,
+            "the winner's successor dies with the family"
+        );
+    }
+}
+
+/// A fresh first token and its successor for each round of a rotation race.
+fn race_tokens(round: usize) -> (RefreshTokenHash, RefreshTokenHash) {
+    let seed = u8::try_from(100 + 2 * round).expect("few rounds");
+    (token(seed), token(seed + 1))
+}
+
+pub(crate) async fn revoking_a_family_by_an_old_token_invalidates_its_newest_token(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    start_family(&repositories, &alice, token(1)).await;
+    rotate(&repositories, token(1), token(2), T0, GRACE).await;
+
+    repositories
+        .refresh_tokens
+        .revoke_family_of(&token(1), "revoked", T0)
+        .await
+        .expect("revoked");
+    repositories
+        .refresh_tokens
+        .revoke_family_of(&token(1), "again", T0)
+        .await
+        .expect("revoking twice is harmless");
+    repositories
+        .refresh_tokens
+        .revoke_family_of(&token(77), "revoked", T0)
+        .await
+        .expect("an unknown token is no error");
+
+    assert!(!is_current(&repositories, token(2), T0).await);
+    assert_eq!(
+        rotate(&repositories, token(2), token(3), T0, GRACE).await,
+        RotateOutcome::Invalid
+    );
+    assert_eq!(
+        rotate(&repositories, token(1), token(2), T0, GRACE).await,
+        RotateOutcome::Invalid
+    );
+}
+
+pub(crate) async fn revoking_a_users_families_leaves_other_users_alone(repositories: Repositories) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    let bob = insert(&repositories, TestUser::named("bob")).await;
+    start_family(&repositories, &alice, token(1)).await;
+    start_family(&repositories, &alice, token(2)).await;
+    start_family(&repositories, &bob, token(3)).await;
+
+    repositories
+        .refresh_tokens
+        .revoke_user_families(alice.id, "password_changed", T0)
+        .await
+        .expect("revoked");
+
+    assert!(!is_current(&repositories, token(1), T0).await);
+    assert!(!is_current(&repositories, token(2), T0).await);
+    assert!(is_current(&repositories, token(3), T0).await);
+    assert_eq!(
+        rotate(&repositories, token(1), token(11), T0, GRACE).await,
+        RotateOutcome::Invalid
+    );
+}
+
+pub(crate) async fn a_family_is_dead_from_the_second_it_expires(repositories: Repositories) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    let family = start_family(&repositories, &alice, token(1)).await;
+    let last_second = family.expires_at.minus(Duration::from_secs(1));
+
+    assert!(is_current(&repositories, token(1), last_second).await);
+    assert!(!is_current(&repositories, token(1), family.expires_at).await);
+    assert_eq!(
+        rotate(&repositories, token(1), token(2), family.expires_at, GRACE).await,
+        RotateOutcome::Invalid
+    );
+    assert_eq!(
+        rotate(&repositories, token(1), token(2), last_second, GRACE).await,
+        RotateOutcome::Rotated(family)
+    );
+}
+
+pub(crate) async fn an_unknown_token_is_invalid_and_changes_nothing(repositories: Repositories) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    start_family(&repositories, &alice, token(1)).await;
+
+    let outcome = rotate(&repositories, token(42), token(1), T0, GRACE).await;
+
+    assert_eq!(outcome, RotateOutcome::Invalid);
+    assert!(is_current(&repositories, token(1), T0).await);
+}
+
+pub(crate) async fn purging_deletes_only_families_that_expired_before_now(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    let expiring = start_family(&repositories, &alice, token(1)).await;
+    rotate(&repositories, token(1), token(2), T0, GRACE).await;
+    let mut lasting = RefreshFamily {
+        id: Uuid::new_v4(),
+        ..expiring.clone()
+    };
+    lasting.expires_at = expiring.expires_at.plus(FAMILY_TTL);
+    repositories
+        .refresh_tokens
+        .create_family(&lasting, &token(3))
+        .await
+        .expect("stored");
+
+    let at_expiry = repositories
+        .refresh_tokens
+        .purge_expired(expiring.expires_at)
+        .await
+        .expect("purged");
+    let after = repositories
+        .refresh_tokens
+        .purge_expired(expiring.expires_at.plus(Duration::from_secs(1)))
+        .await
+        .expect("purged");
+
+    assert_eq!((at_expiry, after), (0, 1));
+    assert!(is_current(&repositories, token(3), expiring.expires_at).await);
+    assert_eq!(
+        rotate(&repositories, token(1), token(2), T0, GRACE).await,
+        RotateOutcome::Invalid,
+        "its tokens went too"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access-token denylist
+
+pub(crate) async fn a_denied_token_id_stays_denied_until_purged_after_its_expiry(
+    repositories: Repositories,
+) {
+    let expires_at = T0.plus(Duration::from_secs(900));
+    let denylist = &repositories.denylist;
+
+    denylist.deny("jti-1", expires_at).await.expect("denied");
+    denylist
+        .deny("jti-1", T0)
+        .await
+        .expect("denying twice is no error and keeps the later expiry");
+    denylist.deny("jti-2", T0).await.expect("denied");
+
+    assert!(denylist.is_denied("jti-1").await.expect("lookup"));
+    assert!(!denylist.is_denied("jti-3").await.expect("lookup"));
+    assert_eq!(
+        denylist.purge_expired(T0).await.expect("purged"),
+        0,
+        "only entries that expired before now go"
+    );
+    assert_eq!(
+        denylist
+            .purge_expired(T0.plus(Duration::from_secs(1)))
+            .await
+            .expect("purged"),
+        1
+    );
+    assert!(!denylist.is_denied("jti-2").await.expect("lookup"));
+    assert!(denylist.is_denied("jti-1").await.expect("lookup"));
+    assert_eq!(
+        denylist
+            .purge_expired(expires_at.plus(Duration::from_secs(1)))
+            .await
+            .expect("purged"),
+        1
+    );
+    assert!(!denylist.is_denied("jti-1").await.expect("lookup"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and secrets
+
+pub(crate) async fn only_the_first_active_key_per_algorithm_is_stored(repositories: Repositories) {
+    let keys = &repositories.keys;
+
+    let first = keys
+        .insert_if_no_active(&key("ed-1", SigningAlgorithm::EdDsa, T0))
+        .await
+        .expect("runs");
+    let second = keys
+        .insert_if_no_active(&key("ed-2", SigningAlgorithm::EdDsa, T0))
+        .await
+        .expect("runs");
+    let rsa = keys
+        .insert_if_no_active(&key(
+            "rsa-1",
+            SigningAlgorithm::Rs256,
+            T0.plus(Duration::from_secs(1)),
+        ))
+        .await
+        .expect("runs");
+
+    assert!(first);
+    assert!(!second);
+    assert!(rsa, "each algorithm has its own active key");
+    assert_eq!(
+        keys.list().await.expect("listed"),
+        vec![
+            key("ed-1", SigningAlgorithm::EdDsa, T0),
+            key(
+                "rsa-1",
+                SigningAlgorithm::Rs256,
+                T0.plus(Duration::from_secs(1))
+            )
+        ]
+    );
+}
+
+pub(crate) async fn rotating_retires_the_active_key_when_the_new_one_is_made(
+    repositories: Repositories,
+) {
+    let keys = &repositories.keys;
+    let later = T0.plus(Duration::from_secs(86_400));
+    keys.insert_if_no_active(&key("ed-1", SigningAlgorithm::EdDsa, T0))
+        .await
+        .expect("stored");
+    keys.insert_if_no_active(&key("hs-1", SigningAlgorithm::Hs256, T0))
+        .await
+        .expect("stored");
+
+    keys.rotate(&key("ed-2", SigningAlgorithm::EdDsa, later))
+        .await
+        .expect("rotated");
+
+    let listed = keys.list().await.expect("listed");
+    let kids: Vec<&str> = listed.iter().map(|key| key.kid.as_str()).collect();
+    assert_eq!(kids, ["ed-1", "hs-1", "ed-2"], "oldest first");
+    assert_eq!(listed[0].retired_at, Some(later));
+    assert_eq!(
+        listed[1].retired_at, None,
+        "other algorithms keep their key"
+    );
+    assert_eq!(listed[2], key("ed-2", SigningAlgorithm::EdDsa, later));
+    assert!(
+        !keys
+            .insert_if_no_active(&key("ed-3", SigningAlgorithm::EdDsa, later))
+            .await
+            .expect("runs")
+    );
+}
+
+pub(crate) async fn racing_first_starts_store_exactly_one_active_key(repositories: Repositories) {
+    let keys = repositories.keys.clone();
+
+    let outcomes = race(RACERS, move |index| {
+        let keys = keys.clone();
+        async move {
+            keys.insert_if_no_active(&key(&format!("ed-{index}"), SigningAlgorithm::EdDsa, T0))
+                .await
+        }
+    })
+    .await;
+
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Ok(true)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(repositories.keys.list().await.expect("listed").len(), 1);
+}
+
+pub(crate) async fn a_secret_is_stored_once_and_every_caller_gets_the_same_bytes(
+    repositories: Repositories,
+) {
+    let keys = repositories.keys.clone();
+
+    let raced = race(RACERS, move |index| {
+        let keys = keys.clone();
+        let candidate = KeyMaterial(vec![u8::try_from(index).expect("few racers"); 32]);
+        async move {
+            keys.secret("refresh-token-hmac", &candidate)
+                .await
+                .expect("a secret")
+        }
+    })
+    .await;
+    let later = repositories
+        .keys
+        .secret("refresh-token-hmac", &KeyMaterial(vec![0xff; 32]))
+        .await
+        .expect("a secret");
+    let other = repositories
+        .keys
+        .secret("other", &KeyMaterial(vec![0xee; 16]))
+        .await
+        .expect("a secret");
+
+    assert!(raced.iter().all(|secret| *secret == later), "{raced:?}");
+    assert_ne!(later, KeyMaterial(vec![0xff; 32]));
+    assert_eq!(other, KeyMaterial(vec![0xee; 16]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health
+
+pub(crate) async fn a_reachable_database_answers_the_health_probe(repositories: Repositories) {
+    let result = repositories.health.ping().await;
+
+    assert!(result.is_ok(), "{result:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQL only: what spans tables, which the separate in-memory fakes cannot show.
+
+pub(crate) async fn deleting_a_user_deletes_their_refresh_token_families(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    start_family(&repositories, &alice, token(1)).await;
+
+    repositories
+        .users
+        .delete(&username("alice"))
+        .await
+        .expect("deleted");
+
+    assert!(!is_current(&repositories, token(1), T0).await);
+    assert_eq!(
+        rotate(&repositories, token(1), token(2), T0, GRACE).await,
+        RotateOutcome::Invalid
+    );
+}
+
+pub(crate) async fn a_family_for_an_unknown_user_is_refused(repositories: Repositories) {
+    let family = RefreshFamily {
+        id: Uuid::new_v4(),
+        user_id: UserId::new(Uuid::new_v4()),
+        scope: ScopeSet::default_for_new_user(),
+        client_id: ClientId::default_client(),
+        session_epoch: SessionEpoch::default(),
+        issued_at: T0,
+        expires_at: T0.plus(FAMILY_TTL),
+    };
+
+    let result = repositories
+        .refresh_tokens
+        .create_family(&family, &token(1))
+        .await;
+
+    assert!(
+        matches!(result, Err(RepositoryError::Unavailable(_))),
+        "{result:?}"
+    );
+    assert!(
+        !is_current(&repositories, token(1), T0).await,
+        "nothing half-stored"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runners
+
+/// One `#[tokio::test]` per check, running it on `$backend`.
+macro_rules! run_checks {
+    ($backend:expr => $($check:ident),+ $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $check() {
+            crate::contract::harness::run($backend, crate::contract::$check).await;
+        }
+    )+};
+}
+
+/// Every check of the port contracts, on `$backend`.
+macro_rules! port_contract {
+    ($backend:expr) => {
+        run_checks!($backend =>
+            a_stored_user_is_found_by_username_and_by_id,
+            a_duplicate_username_is_refused_as_taken,
+            usernames_differing_only_in_case_collide_because_callers_normalise_them,
+            changing_the_password_replaces_the_hash_and_moves_to_the_next_session_epoch,
+            upgrading_a_password_hash_keeps_every_session,
+            a_patch_changes_only_the_fields_it_names,
+            keyset_pagination_visits_every_user_exactly_once_in_byte_order,
+            deleting_a_user_returns_them_and_unknown_users_are_not_found,
+            the_last_administrator_cannot_be_disabled,
+            the_last_administrator_cannot_lose_users_write,
+            the_last_administrator_cannot_be_deleted,
+            an_administrator_may_go_while_another_enabled_one_remains,
+            without_an_administrator_the_rule_blocks_nothing,
+            racing_removals_of_the_last_two_administrators_leave_one,
+            insert_if_empty_stores_only_into_an_empty_store,
+            racing_bootstraps_store_exactly_one_user,
+            the_first_token_of_a_new_family_is_current,
+            rotating_the_current_token_makes_its_successor_current,
+            a_rotated_token_presented_again_within_the_grace_period_is_replayed,
+            a_rotated_token_presented_once_the_grace_period_is_over_revokes_the_family,
+            a_rotated_token_presented_with_another_successor_is_reuse,
+            concurrent_rotations_within_the_grace_period_all_agree,
+            concurrent_rotations_without_grace_let_exactly_one_succeed,
+            revoking_a_family_by_an_old_token_invalidates_its_newest_token,
+            revoking_a_users_families_leaves_other_users_alone,
+            a_family_is_dead_from_the_second_it_expires,
+            an_unknown_token_is_invalid_and_changes_nothing,
+            purging_deletes_only_families_that_expired_before_now,
+            a_denied_token_id_stays_denied_until_purged_after_its_expiry,
+            only_the_first_active_key_per_algorithm_is_stored,
+            rotating_retires_the_active_key_when_the_new_one_is_made,
+            racing_first_starts_store_exactly_one_active_key,
+            a_secret_is_stored_once_and_every_caller_gets_the_same_bytes,
+            a_reachable_database_answers_the_health_probe,
+        );
+    };
+}
+
+/// The checks of what the database enforces across tables, on `$backend`.
+macro_rules! sql_contract {
+    ($backend:expr) => {
+        run_checks!($backend =>
+            deleting_a_user_deletes_their_refresh_token_families,
+            a_family_for_an_unknown_user_is_refused,
+        );
+    };
+}
+
+mod sqlite {
+    port_contract!(super::harness::TestBackend::Sqlite);
+    sql_contract!(super::harness::TestBackend::Sqlite);
+}
+
+mod postgres {
+    port_contract!(super::harness::TestBackend::Postgres);
+    sql_contract!(super::harness::TestBackend::Postgres);
+}
+
+mod in_memory {
+    port_contract!(super::harness::TestBackend::InMemory);
+}

@@ -1,0 +1,246 @@
+//! [`UserRepository`] on SQLite.
+
+use async_trait::async_trait;
+use authgate_application::ports::{NewUser, RepositoryError, UserPatch, UserRepository};
+use authgate_domain::{PasswordHash, Scope, User, UserId, Username};
+use sqlx::{SqliteConnection, SqlitePool};
+
+use super::BEGIN_IMMEDIATE;
+use crate::error::{unavailable, user_insert_error};
+use crate::rows::{CredentialsRow, UserRow, decode_all, decode_optional, keep_an_administrator};
+
+/// The columns of [`UserRow`], for `SELECT` and `RETURNING`.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, full_name, disabled, scopes, created_at, session_epoch"
+    };
+}
+
+/// [`UserRepository`] on SQLite. Scopes are stored space-delimited, timestamps as seconds.
+pub(crate) struct SqliteUserRepository {
+    pool: SqlitePool,
+}
+
+impl SqliteUserRepository {
+    /// An adapter over `pool`.
+    pub(crate) fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl UserRepository for SqliteUserRepository {
+    async fn find_by_username(&self, username: &Username) -> Result<Option<User>, RepositoryError> {
+        let row = sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = ?1"
+        ))
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        decode_optional(row)
+    }
+
+    async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
+        let row = sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        decode_optional(row)
+    }
+
+    async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<(User, PasswordHash)>, RepositoryError> {
+        let row = sqlx::query_as::<_, CredentialsRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", password_hash FROM users WHERE username = ?1"
+        ))
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        decode_optional(row)
+    }
+
+    async fn insert(&self, new_user: &NewUser) -> Result<User, RepositoryError> {
+        let row = sqlx::query_as::<_, UserRow>(concat!(
+            "INSERT INTO users (id, username, password_hash, email, full_name, disabled, scopes, created_at, session_epoch) ",
+            "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, 0) RETURNING ",
+            user_columns!()
+        ))
+        .bind(new_user.id.to_string())
+        .bind(new_user.username.as_str())
+        .bind(new_user.password_hash.expose())
+        .bind(new_user.profile.email.as_deref())
+        .bind(new_user.profile.full_name.as_deref())
+        .bind(new_user.scopes.to_string())
+        .bind(new_user.created_at.unix())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(user_insert_error)?;
+        Ok(User::try_from(row)?)
+    }
+
+    async fn insert_if_empty(&self, new_user: &NewUser) -> Result<bool, RepositoryError> {
+        // One statement that writes takes SQLite's write lock before it reads anything, so
+        // the emptiness check and the insert are one step for every instance sharing the file.
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, username, password_hash, email, full_name, disabled, scopes, created_at, session_epoch) \
+             SELECT ?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, 0 WHERE NOT EXISTS (SELECT 1 FROM users)",
+        )
+        .bind(new_user.id.to_string())
+        .bind(new_user.username.as_str())
+        .bind(new_user.password_hash.expose())
+        .bind(new_user.profile.email.as_deref())
+        .bind(new_user.profile.full_name.as_deref())
+        .bind(new_user.scopes.to_string())
+        .bind(new_user.created_at.unix())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn change_password(
+        &self,
+        id: UserId,
+        password_hash: &PasswordHash,
+    ) -> Result<User, RepositoryError> {
+        // One statement, so no request can see the new hash with the old epoch. The modulo
+        // wraps like `SessionEpoch::next`.
+        let row = sqlx::query_as::<_, UserRow>(concat!(
+            "UPDATE users SET password_hash = ?2, session_epoch = (session_epoch + 1) % 4294967296 ",
+            "WHERE id = ?1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(id.to_string())
+        .bind(password_hash.expose())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        decode_optional(row)?.ok_or(RepositoryError::NotFound)
+    }
+
+    async fn upgrade_password_hash(
+        &self,
+        id: UserId,
+        password_hash: &PasswordHash,
+    ) -> Result<(), RepositoryError> {
+        sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
+            .bind(id.to_string())
+            .bind(password_hash.expose())
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        username: &Username,
+        patch: &UserPatch,
+    ) -> Result<User, RepositoryError> {
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(unavailable)?;
+        let administrators_before = count_administrators(&mut transaction).await?;
+        // `?4`/`?6` say whether email/full_name are being set, since `?5`/`?7` being NULL
+        // may mean "clear it" or "leave it".
+        let row = sqlx::query_as::<_, UserRow>(concat!(
+            "UPDATE users SET disabled = coalesce(?2, disabled), scopes = coalesce(?3, scopes), ",
+            "email = CASE WHEN ?4 THEN ?5 ELSE email END, full_name = CASE WHEN ?6 THEN ?7 ELSE full_name END ",
+            "WHERE username = ?1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(username.as_str())
+        .bind(patch.disabled)
+        .bind(patch.scopes.map(|scopes| scopes.to_string()))
+        .bind(patch.email.is_some())
+        .bind(patch.email.as_ref().and_then(Option::as_deref))
+        .bind(patch.full_name.is_some())
+        .bind(patch.full_name.as_ref().and_then(Option::as_deref))
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Err(RepositoryError::NotFound);
+        };
+        // Returning early drops the transaction, which rolls the update back.
+        keep_an_administrator(
+            administrators_before,
+            count_administrators(&mut transaction).await?,
+        )?;
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(User::try_from(row)?)
+    }
+
+    async fn delete(&self, username: &Username) -> Result<User, RepositoryError> {
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(unavailable)?;
+        let administrators_before = count_administrators(&mut transaction).await?;
+        let row = sqlx::query_as::<_, UserRow>(concat!(
+            "DELETE FROM users WHERE username = ?1 RETURNING ",
+            user_columns!()
+        ))
+        .bind(username.as_str())
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else {
+            return Err(RepositoryError::NotFound);
+        };
+        keep_an_administrator(
+            administrators_before,
+            count_administrators(&mut transaction).await?,
+        )?;
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(User::try_from(row)?)
+    }
+
+    async fn list(
+        &self,
+        after: Option<Username>,
+        limit: u32,
+    ) -> Result<Vec<User>, RepositoryError> {
+        // The empty string sorts before every valid username, so it stands for "from the start".
+        let rows = sqlx::query_as::<_, UserRow>(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username > ?1 ORDER BY username LIMIT ?2"
+        ))
+        .bind(after.as_ref().map_or("", Username::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        decode_all(rows)
+    }
+}
+
+/// How many enabled users hold `users:write`.
+async fn count_administrators(connection: &mut SqliteConnection) -> Result<i64, RepositoryError> {
+    // Padding both sides with spaces matches whole scope names only.
+    sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM users WHERE NOT disabled AND instr(' ' || scopes || ' ', ' ' || ?1 || ' ') > 0",
+    )
+    .bind(Scope::UsersWrite.as_str())
+    .fetch_one(connection)
+    .await
+    .map_err(unavailable)
+}
