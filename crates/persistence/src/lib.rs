@@ -151,7 +151,8 @@ impl Database {
     }
 
     /// Applies the migrations compiled into the binary that the database has not seen yet.
-    /// Safe to run from several instances at once: sqlx serialises them with a lock.
+    /// Safe to run from several instances at once: they take turns under a lock (an advisory
+    /// lock on PostgreSQL, the write lock on SQLite) and later ones find nothing to do.
     ///
     /// # Errors
     ///
@@ -159,8 +160,8 @@ impl Database {
     /// this binary does not know (it is older than the schema).
     pub async fn migrate(&self) -> Result<(), PersistenceError> {
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::MIGRATOR.run(pool).await,
-            Pool::Postgres(pool) => postgres::MIGRATOR.run(pool).await,
+            Pool::Sqlite(pool) => sqlite::migrate(pool).await,
+            Pool::Postgres(pool) => postgres::migrate(pool).await,
         }
         .map_err(PersistenceError::migrate)
     }

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use authgate_application::ports::{HealthProbe, RepositoryError};
 use authgate_domain::ScopeSet;
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::error::unavailable;
@@ -31,7 +31,7 @@ pub(crate) use refresh_tokens::PgRefreshTokenStore;
 pub(crate) use users::PgUserRepository;
 
 /// The PostgreSQL migrations, embedded at compile time.
-pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// Opens a pool on the PostgreSQL database at `url`.
 pub(crate) async fn connect(url: &str, options: PoolOptions) -> Result<PgPool, sqlx::Error> {
@@ -46,6 +46,15 @@ pub(crate) async fn connect(url: &str, options: PoolOptions) -> Result<PgPool, s
 /// The storage form of a scope set: a `text[]` of catalogue names.
 fn scope_array(scopes: ScopeSet) -> Vec<&'static str> {
     scopes.names().collect()
+}
+
+/// Applies the pending migrations. sqlx holds a session advisory lock meanwhile, so
+/// instances starting together take turns.
+pub(crate) async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
+    let mut connection = pool.acquire().await?;
+    // `run_direct` is `run` minus the `Acquire` bound, whose lifetime makes `run`'s future
+    // fail the `Send` check when a caller spawns `Database::migrate`.
+    MIGRATOR.run_direct(None, &mut *connection, false).await
 }
 
 /// Every adapter, sharing `pool`.

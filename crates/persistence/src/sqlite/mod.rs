@@ -19,7 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use authgate_application::ports::{HealthProbe, RepositoryError};
 use sqlx::SqlitePool;
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::unavailable;
@@ -31,7 +31,7 @@ pub(crate) use refresh_tokens::SqliteRefreshTokenStore;
 pub(crate) use users::SqliteUserRepository;
 
 /// The SQLite migrations, embedded at compile time.
-pub(crate) static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// The statement that opens every transaction that writes (see the module docs).
 const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
@@ -79,6 +79,22 @@ fn is_in_memory(url: &str) -> bool {
             .any(|parameter| parameter == "mode=memory")
 }
 
+/// Applies the pending migrations under the database's write lock.
+///
+/// sqlx's migration lock is a PostgreSQL advisory lock and does nothing on SQLite, so two
+/// processes starting together on one file would both apply migration 1, and the second
+/// would fail on "table users already exists". Inside one `BEGIN IMMEDIATE` transaction
+/// (sqlx runs each migration as a savepoint within it) the later process waits for the
+/// earlier one, then finds every migration applied.
+pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), MigrateError> {
+    let mut transaction = pool.begin_with(BEGIN_IMMEDIATE).await?;
+    // `run_direct` is `run` minus the `Acquire` bound, whose lifetime makes `run`'s future
+    // fail the `Send` check when a caller spawns `Database::migrate`.
+    MIGRATOR.run_direct(None, &mut *transaction, false).await?;
+    transaction.commit().await?;
+    Ok(())
+}
+
 /// Every adapter, sharing `pool`.
 pub(crate) fn repositories(pool: &SqlitePool) -> Repositories {
     Repositories {
@@ -109,6 +125,43 @@ impl HealthProbe for SqliteHealthProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Database;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn instances_starting_together_on_one_file_both_migrate_it() {
+        for _ in 0..5 {
+            let directory = tempfile::tempdir().expect("a temporary directory");
+            let url = format!(
+                "sqlite://{}",
+                directory.path().join("authgate.db").display()
+            );
+            let first = Database::connect(&url, PoolOptions::default())
+                .await
+                .expect("opens");
+            let second = Database::connect(&url, PoolOptions::default())
+                .await
+                .expect("opens");
+
+            let (first_migration, second_migration) = tokio::join!(
+                tokio::spawn({
+                    let first = first.clone();
+                    async move { first.migrate().await }
+                }),
+                tokio::spawn({
+                    let second = second.clone();
+                    async move { second.migrate().await }
+                }),
+            );
+
+            assert!(matches!(first_migration, Ok(Ok(()))), "{first_migration:?}");
+            assert!(
+                matches!(second_migration, Ok(Ok(()))),
+                "{second_migration:?}"
+            );
+            first.close().await;
+            second.close().await;
+        }
+    }
 
     #[test]
     fn in_memory_urls_are_recognised() {
