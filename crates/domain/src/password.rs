@@ -1,11 +1,14 @@
 //! Passwords: the secret itself, its stored hash, and the policy a new password must meet.
 
+use std::cmp::Ordering;
 use std::fmt;
-use std::sync::LazyLock;
 
 use crate::Username;
 
-/// Common and breached passwords, one per line, lower-case and sorted, embedded in the binary.
+/// Common and breached passwords, one per line, lower-case, at least
+/// [`PasswordPolicy::FLOOR`] characters, sorted by bytes (`LC_ALL=C sort -u`), embedded in the
+/// binary. `common_passwords.README.md` beside this file names the source and its licence and
+/// shows how to regenerate the list.
 const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
 
 /// A password as the user typed it.
@@ -149,17 +152,46 @@ impl Default for PasswordPolicy {
     }
 }
 
-/// The embedded list's lines, indexed once: slices into the static text, no copies.
-static COMMON_INDEX: LazyLock<Vec<&'static str>> =
-    LazyLock::new(|| COMMON_PASSWORDS.lines().collect());
-
-/// Whether the lower-cased password is on the embedded list (binary search, O(log n)).
+/// Whether the lower-cased password is on the embedded list.
 fn is_common(lowered: &str) -> bool {
-    COMMON_INDEX.binary_search(&lowered).is_ok()
+    contains_line(COMMON_PASSWORDS, lowered)
+}
+
+/// Whether `needle` is one of the lines of `sorted_lines`, a newline-separated list sorted by
+/// bytes.
+///
+/// A binary search over byte offsets of the text itself: each step finds the line around the
+/// middle and compares it. Unlike an index of line slices, it needs no heap (an index of the
+/// list would take about 600 KiB) and no start-up work, and it still costs O(log n) comparisons.
+fn contains_line(sorted_lines: &str, needle: &str) -> bool {
+    let text = sorted_lines.as_bytes();
+    let needle = needle.as_bytes();
+    // Invariant: `low` and `high` are line starts (or the end of the text), and if `needle` is
+    // a line, it lies between them.
+    let (mut low, mut high) = (0, text.len());
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let start = text[low..middle]
+            .iter()
+            .rposition(|byte| *byte == b'\n')
+            .map_or(low, |offset| low + offset + 1);
+        let end = text[start..high]
+            .iter()
+            .position(|byte| *byte == b'\n')
+            .map_or(high, |offset| start + offset);
+        match text[start..end].cmp(needle) {
+            Ordering::Equal => return true,
+            Ordering::Less => low = end + 1,
+            Ordering::Greater => high = start,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn alice() -> Username {
@@ -170,23 +202,120 @@ mod tests {
         PasswordPolicy::default().check(&Password::new(secret.to_owned()), &alice())
     }
 
+    fn check_at_the_floor(secret: &str) -> Result<(), PasswordRuleViolation> {
+        PasswordPolicy::new(PasswordPolicy::FLOOR)
+            .expect("the floor is a valid minimum")
+            .check(&Password::new(secret.to_owned()), &alice())
+    }
+
     #[test]
-    fn the_embedded_list_is_sorted_lowercase_and_unique() {
-        let lines: Vec<&str> = COMMON_PASSWORDS.lines().collect();
+    fn the_embedded_list_is_sorted_unique_lower_case_and_at_least_the_floor_long() {
+        let lines: Vec<&str> = COMMON_PASSWORDS.split('\n').collect();
+
+        assert_eq!(lines.last(), Some(&""), "the list ends with a newline");
+        let entries = &lines[..lines.len() - 1];
         assert!(
-            lines.windows(2).all(|pair| pair[0] < pair[1]),
+            entries.windows(2).all(|pair| pair[0] < pair[1]),
             "sort the list with LC_ALL=C sort -u"
         );
-        assert!(
-            lines
-                .iter()
-                .all(|line| *line == line.to_lowercase() && !line.is_empty())
+        for entry in entries {
+            assert_eq!(*entry, entry.to_lowercase(), "{entry:?} is not lower-case");
+            assert_eq!(*entry, entry.trim(), "{entry:?} is not trimmed");
+            assert!(
+                entry.chars().count() >= PasswordPolicy::FLOOR,
+                "{entry:?} is shorter than any policy allows"
+            );
+            assert!(!entry.contains('\r'), "{entry:?} has a carriage return");
+        }
+    }
+
+    #[test]
+    fn the_embedded_list_covers_tens_of_thousands_of_passwords() {
+        let entries = COMMON_PASSWORDS.lines().count();
+
+        assert!(entries > 30_000, "only {entries} entries");
+    }
+
+    #[test]
+    fn every_entry_of_the_list_is_found() {
+        let missed: Vec<&str> = COMMON_PASSWORDS
+            .lines()
+            .filter(|entry| !is_common(entry))
+            .collect();
+
+        assert_eq!(missed, Vec::<&str>::new());
+    }
+
+    #[test]
+    fn the_search_finds_exact_lines_only() {
+        let list = "apple\nbanana\ncherry\n";
+
+        for line in ["apple", "banana", "cherry"] {
+            assert!(contains_line(list, line), "{line}");
+        }
+        for absent in [
+            "", "a", "appl", "apples", "b", "bananas", "cherry\n", "zebra", "\n",
+        ] {
+            assert!(!contains_line(list, absent), "{absent:?}");
+        }
+        assert!(contains_line("only", "only"), "no trailing newline");
+        assert!(!contains_line("", "anything"));
+    }
+
+    proptest! {
+        #[test]
+        fn the_search_agrees_with_a_set_lookup(
+            lines in proptest::collection::btree_set("[a-c]{1,4}", 0..40),
+            probe in "[a-c]{0,5}",
+            trailing_newline in any::<bool>(),
+        ) {
+            let mut text = lines.iter().map(String::as_str).collect::<Vec<_>>().join("\n");
+            if trailing_newline && !lines.is_empty() {
+                text.push('\n');
+            }
+
+            prop_assert_eq!(contains_line(&text, &probe), lines.contains(&probe));
+        }
+    }
+
+    #[test]
+    fn well_known_common_passwords_are_refused() {
+        for secret in [
+            "password123",
+            "qwertyuiop",
+            "iloveyou1",
+            "1qaz2wsx3edc",
+            "football1",
+            "correcthorsebatterystaple",
+        ] {
+            assert_eq!(
+                check_at_the_floor(secret),
+                Err(PasswordRuleViolation::Common),
+                "{secret}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_list_is_matched_whatever_the_case() {
+        for secret in ["Password123", "QWERTYUIOP", "iLoveYou1"] {
+            assert_eq!(
+                check_at_the_floor(secret),
+                Err(PasswordRuleViolation::Common),
+                "{secret}"
+            );
+        }
+        assert_eq!(
+            check("QwertyuiopAsdfghjkl"),
+            Err(PasswordRuleViolation::Common),
+            "also under the default minimum length"
         );
     }
 
     #[test]
-    fn a_long_unusual_passphrase_is_accepted() {
-        assert_eq!(check("correct horse battery staple"), Ok(()));
+    fn a_long_random_passphrase_is_accepted() {
+        assert_eq!(check("tundra-violet-quasar-mosaic-71"), Ok(()));
+        assert_eq!(check_at_the_floor("Zq7#vLp2xN"), Ok(()));
     }
 
     #[test]

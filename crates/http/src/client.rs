@@ -77,7 +77,7 @@ impl IpNetwork {
     }
 }
 
-/// The address a request came from, for throttling; `None` when the server was not started
+/// The address a request came from, as a throttling subject (IPv6 per /64); `None` when the server was not started
 /// with connection info (in-process tests).
 ///
 /// Behind a reverse proxy every request would come from the proxy, so when the socket peer is
@@ -97,9 +97,20 @@ impl FromRequestParts<AppState> for ClientAddress {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip());
-        Ok(Self(peer.map(|peer| {
-            client_ip(peer, parts, &state.config.trusted_proxies)
-        })))
+        let client = peer.map(|peer| client_ip(peer, parts, &state.config.trusted_proxies));
+        Ok(Self(client.map(throttling_key)))
+    }
+}
+
+/// The address as one throttling subject: an IPv6 client usually controls a whole /64
+/// (RFC 6177), so counting single addresses would give it 2^64 budgets.
+fn throttling_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -149,6 +160,27 @@ mod tests {
         for bad in ["10.0.0.0/33", "nonsense", "10.0.0.0/x", "::1/129"] {
             assert!(bad.parse::<IpNetwork>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_slash_64_and_mapped_ipv4_as_ipv4() {
+        let first: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
+        let second: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().expect("ip");
+
+        assert_eq!(throttling_key(first), throttling_key(second));
+        assert_eq!(
+            throttling_key(first),
+            "2001:db8:1:2::".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(
+            throttling_key(mapped),
+            "192.0.2.1".parse::<IpAddr>().expect("ip")
+        );
+        assert_ne!(
+            throttling_key(first),
+            throttling_key("2001:db8:1:3::1".parse().expect("ip"))
+        );
     }
 
     #[test]
