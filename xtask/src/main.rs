@@ -1,8 +1,10 @@
 //! Project automation, the cargo-xtask way: `cargo xtask ci | openapi [--check] | tidy | bench`.
 //!
 //! Deliberately dependency-light: it shells out to cargo rather than linking the project,
-//! so `cargo xtask` builds in seconds.
+//! so `cargo xtask` builds in seconds. The only heavier part is `bench`, whose load
+//! generator needs an HTTP client (hyper) and whose ceiling needs Argon2.
 
+mod bench;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -10,15 +12,34 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
+const USAGE: &str =
+    "usage: cargo xtask <ci | openapi [--check] | tidy | bench [--quick] [--criterion]>";
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("openapi") => openapi(args.iter().any(|arg| arg == "--check")),
         Some("tidy") => tidy::run(&root()),
-        Some("bench") => bench(args.iter().any(|arg| arg == "--quick")),
+        Some("bench") => {
+            let flags = &args[1..];
+            if let Some(unknown) = flags
+                .iter()
+                .find(|flag| !matches!(flag.as_str(), "--quick" | "--criterion"))
+            {
+                eprintln!("xtask bench: unknown flag {unknown}");
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+            let quick = flags.iter().any(|flag| flag == "--quick");
+            if flags.iter().any(|flag| flag == "--criterion") {
+                criterion(quick)
+            } else {
+                bench::run(bench::Options { quick })
+            }
+        }
         _ => {
-            eprintln!("usage: cargo xtask <ci | openapi [--check] | tidy | bench [--quick]>");
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -115,8 +136,8 @@ fn openapi(check: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench(quick: bool) -> anyhow::Result<()> {
-    // TODO(issue 7): the in-repo load generator; until then, the criterion benches.
+/// `cargo xtask bench --criterion`: the criterion micro-benchmarks of the hot pure paths.
+fn criterion(quick: bool) -> anyhow::Result<()> {
     let mut criterion = cargo();
     criterion.args(["bench", "--locked", "--workspace"]);
     if quick {

@@ -125,14 +125,24 @@ impl LoginWithPassword {
         let hash = credentials
             .as_ref()
             .map_or(&self.decoy_hash, |(_, hash)| hash);
-        let verification = self
-            .hasher
-            .verify(&request.password, hash)
-            .await
-            .map_err(|error| match error {
-                HashError::Busy => LoginError::Busy,
-                HashError::Internal(source) => LoginError::Internal(source),
-            })?;
+        let verification = match self.hasher.verify(&request.password, hash).await {
+            Ok(verification) => verification,
+            Err(error) => {
+                // No verdict was reached: the attempt must not count as a failure, or a busy
+                // server would lock out users typing the right password.
+                if let Err(give_back) = self
+                    .throttle
+                    .give_back(&throttle_key, request.client_address, now)
+                    .await
+                {
+                    tracing::warn!(error = %give_back, "giving back a login attempt failed");
+                }
+                return Err(match error {
+                    HashError::Busy => LoginError::Busy,
+                    HashError::Internal(source) => LoginError::Internal(source),
+                });
+            }
+        };
 
         let user = match credentials {
             Some((user, _)) if verification.matches && !user.disabled => user,
@@ -782,5 +792,61 @@ mod throttling_tests {
         let result = login.execute(request(&"X".repeat(500), PASSWORD)).await;
 
         assert!(matches!(result, Err(LoginError::Throttled { .. })));
+    }
+}
+
+#[cfg(test)]
+mod give_back_tests {
+    use std::sync::Arc;
+
+    use authgate_domain::{ClientId, Password, ThrottleDecision};
+
+    use super::*;
+    use crate::ports::HashError;
+    use crate::services::fixtures::{PASSWORD, ports, settings};
+    use crate::services::{Ports, UseCases};
+    use crate::testing::{MockLoginThrottle, MockPasswordHasher, MockUserRepository};
+
+    #[tokio::test]
+    async fn a_busy_hasher_gives_the_attempt_back_instead_of_counting_a_failure() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_credentials().returning(|_| Ok(None));
+        let mut throttle = MockLoginThrottle::new();
+        throttle
+            .expect_begin_attempt()
+            .times(1)
+            .returning(|_, _, _| Ok(ThrottleDecision::Allowed));
+        throttle
+            .expect_give_back()
+            .withf(|username, _, _| username == "alice")
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        throttle.expect_record_success().never();
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_verify()
+            .returning(|_, _| Err(HashError::Busy));
+        let login = UseCases::new(
+            Ports {
+                throttle: Arc::new(throttle),
+                hasher: Arc::new(hasher),
+                users: Arc::new(users),
+                ..ports()
+            },
+            settings(),
+        )
+        .login;
+
+        let result = login
+            .execute(LoginRequest {
+                username: "alice".into(),
+                password: Password::new(PASSWORD.into()),
+                scope: None,
+                client_id: ClientId::default_client(),
+                client_address: None,
+            })
+            .await;
+
+        assert!(matches!(result, Err(LoginError::Busy)));
     }
 }

@@ -114,7 +114,15 @@ impl ChangePassword {
         {
             return Err(ChangePasswordError::Throttled { retry_after });
         }
-        if !self.hasher.verify(current, &hash).await?.matches {
+        let verification = match self.hasher.verify(current, &hash).await {
+            Ok(verification) => verification,
+            Err(error) => {
+                // No verdict: the attempt does not count against the user.
+                self.throttle.give_back(username, None, now).await?;
+                return Err(error.into());
+            }
+        };
+        if !verification.matches {
             return Err(ChangePasswordError::WrongPassword);
         }
         self.throttle.record_success(username, None, now).await?;

@@ -353,6 +353,20 @@ pub trait KeyStore: Send + Sync {
     /// `key.created_at`, atomically.
     async fn rotate(&self, key: &StoredKey) -> Result<(), RepositoryError>;
 
+    /// Rotates to `key` only if it is due, atomically: when the active key for
+    /// `key.algorithm` was created strictly before `created_before`, or there is no active
+    /// key, retires the active key (if any) at `key.created_at`, stores `key` as active and
+    /// answers `true`; otherwise changes nothing and answers `false`.
+    ///
+    /// Of several instances racing with the same `created_before`, exactly one rotates: the
+    /// check and the write are one transaction, serialised against every other writer of
+    /// the keys, so the later callers find the fresh key and leave it be.
+    async fn rotate_if_due(
+        &self,
+        key: &StoredKey,
+        created_before: Timestamp,
+    ) -> Result<bool, RepositoryError>;
+
     /// The secret stored under `name`, storing `candidate` first if there is none. Every
     /// caller, on every instance, gets the same bytes.
     async fn secret(
@@ -516,10 +530,20 @@ pub trait HealthProbe: Send + Sync {
     async fn ping(&self) -> Result<(), RepositoryError>;
 }
 
+/// How long the counters of a login-throttling key are kept after its last counted attempt,
+/// unless it is still blocked (see [`LoginThrottle::purge_expired`]).
+///
+/// Forgetting a username's failures restarts its backoff, so this is far longer than the
+/// longest backoff: an attacker who waits a day between bursts gets fewer guesses than one
+/// who keeps trying at the fifteen-minute maximum.
+pub const LOGIN_THROTTLE_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Counters of login attempts per username and per client address (SPEC §2 abuse limits).
 ///
 /// The store applies [`authgate_domain::ThrottlePolicy`] atomically: parallel attempts are
-/// counted one by one, so they cannot all slip past the limit.
+/// counted one by one, so they cannot all slip past the limit. Every instance that shares
+/// the store enforces one limit; an in-process store (the SQLite deployment, one instance
+/// per database file) counts for its own process only.
 #[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait LoginThrottle: Send + Sync {
@@ -541,4 +565,20 @@ pub trait LoginThrottle: Send + Sync {
         address: Option<std::net::IpAddr>,
         now: Timestamp,
     ) -> Result<(), RepositoryError>;
+
+    /// An attempt begun with [`LoginThrottle::begin_attempt`] never reached a verdict (hashing
+    /// was busy or failed): take it back from both counters, so that load is never mistaken
+    /// for guessing and users with the right password are not locked out by a busy server.
+    async fn give_back(
+        &self,
+        username: &str,
+        address: Option<std::net::IpAddr>,
+        now: Timestamp,
+    ) -> Result<(), RepositoryError>;
+
+    /// Forgets every key whose last counted attempt (or success) was more than
+    /// [`LOGIN_THROTTLE_RETENTION`] before `now` and which is not blocked at `now`, so that
+    /// usernames and addresses sprayed by an attacker cannot grow the store without bound.
+    /// Returns how many keys were forgotten.
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, RepositoryError>;
 }

@@ -54,6 +54,15 @@ impl KeyStore for BenchKeyStore {
         Ok(())
     }
 
+    async fn rotate_if_due(
+        &self,
+        key: &StoredKey,
+        _created_before: Timestamp,
+    ) -> Result<bool, RepositoryError> {
+        self.keys.lock().expect("unpoisoned").push(key.clone());
+        Ok(true)
+    }
+
     async fn secret(
         &self,
         name: &str,

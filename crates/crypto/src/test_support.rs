@@ -53,6 +53,29 @@ impl KeyStore for CountingKeyStore {
         Ok(())
     }
 
+    async fn rotate_if_due(
+        &self,
+        key: &StoredKey,
+        created_before: authgate_domain::Timestamp,
+    ) -> Result<bool, RepositoryError> {
+        let mut keys = self.keys.lock().unwrap();
+        let due = keys
+            .iter()
+            .filter(|stored| stored.algorithm == key.algorithm && stored.retired_at.is_none())
+            .all(|stored| stored.created_at < created_before);
+        if !due {
+            return Ok(false);
+        }
+        for stored in keys
+            .iter_mut()
+            .filter(|stored| stored.algorithm == key.algorithm && stored.retired_at.is_none())
+        {
+            stored.retired_at = Some(key.created_at);
+        }
+        keys.push(key.clone());
+        Ok(true)
+    }
+
     async fn secret(
         &self,
         name: &str,

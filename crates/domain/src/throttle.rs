@@ -94,6 +94,19 @@ impl ThrottlePolicy {
         ThrottleState::default()
     }
 
+    /// An attempt for a username that never reached a verdict (the server was busy or failed):
+    /// it is taken back, as if it had not been made. The block it may have started goes too;
+    /// any earlier block had expired, or the attempt would not have been allowed.
+    #[must_use]
+    pub fn username_give_back(&self, state: ThrottleState) -> ThrottleState {
+        let attempts = state.attempts.saturating_sub(1);
+        ThrottleState {
+            attempts,
+            window_start: state.window_start,
+            blocked_until: None,
+        }
+    }
+
     /// An attempt from a client address whose counters are `state` (default when unknown).
     #[must_use]
     pub fn address_attempt(
@@ -227,6 +240,25 @@ mod tests {
             ThrottleDecision::Allowed
         );
         assert_eq!(policy.username_success(), ThrottleState::default());
+    }
+
+    #[test]
+    fn a_given_back_attempt_leaves_the_username_as_it_was() {
+        let policy = ThrottlePolicy::default();
+        let before = ThrottleState {
+            attempts: 4,
+            ..ThrottleState::default()
+        };
+        let (_, counted) = policy.username_attempt(before, T0);
+        assert!(counted.blocked_until.is_some());
+
+        let after = policy.username_give_back(counted);
+
+        assert_eq!(after, before);
+        assert_eq!(
+            policy.username_attempt(after, T0).0,
+            ThrottleDecision::Allowed
+        );
     }
 
     #[test]

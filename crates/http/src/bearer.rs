@@ -384,3 +384,96 @@ mod tests {
         }
     }
 }
+
+/// Fuzz-style properties of the `Authorization` parser: any header value is answered without a
+/// panic, and only `Bearer <token>` (scheme in any case) yields a token.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn headers_with(values: &[HeaderValue]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(AUTHORIZATION, value.clone());
+        }
+        headers
+    }
+
+    /// "bearer" in any mix of cases.
+    fn bearer_scheme() -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<bool>(), 6).prop_map(|upper| {
+            "bearer"
+                .chars()
+                .zip(upper)
+                .map(|(letter, upper)| {
+                    if upper {
+                        letter.to_ascii_uppercase()
+                    } else {
+                        letter
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// An RFC 6750 §2.1 `b64token`.
+    const B64TOKEN: &str = "[A-Za-z0-9._~+/-]{1,200}=*";
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn any_header_value_is_answered_without_panicking(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                let _ = bearer_token(&headers_with(&[value]));
+            }
+        }
+
+        #[test]
+        fn a_bearer_token_in_any_scheme_case_is_accepted_as_sent(scheme in bearer_scheme(), token in B64TOKEN) {
+            let headers = headers_with(&[HeaderValue::from_str(&format!("{scheme} {token}")).unwrap()]);
+
+            prop_assert_eq!(bearer_token(&headers), Ok(token.as_str()));
+        }
+
+        #[test]
+        fn a_token_is_only_ever_taken_from_a_bearer_value(value in "[ -~\t]{0,120}") {
+            let Ok(header) = HeaderValue::from_str(&value) else {
+                return Ok(());
+            };
+
+            let headers = headers_with(&[header]);
+
+            let parsed = bearer_token(&headers);
+
+            if let Ok(token) = parsed {
+                let (scheme, rest) = value.split_once(' ').unwrap();
+                prop_assert!(scheme.eq_ignore_ascii_case("bearer"), "{value:?}");
+                prop_assert_eq!(token, rest.trim());
+                prop_assert!(!token.is_empty());
+            } else {
+                prop_assert_eq!(parsed, Err(BearerError::MissingCredentials));
+            }
+        }
+
+        #[test]
+        fn another_scheme_never_yields_a_token(scheme in "[A-Za-z]{1,12}", token in B64TOKEN) {
+            prop_assume!(!scheme.eq_ignore_ascii_case("bearer"));
+            let headers = headers_with(&[HeaderValue::from_str(&format!("{scheme} {token}")).unwrap()]);
+
+            prop_assert_eq!(bearer_token(&headers), Err(BearerError::MissingCredentials));
+        }
+
+        #[test]
+        fn two_authorization_headers_are_never_accepted(first in B64TOKEN, second in B64TOKEN) {
+            let headers = headers_with(&[
+                HeaderValue::from_str(&format!("Bearer {first}")).unwrap(),
+                HeaderValue::from_str(&format!("Bearer {second}")).unwrap(),
+            ]);
+
+            prop_assert_eq!(bearer_token(&headers), Err(BearerError::MissingCredentials));
+        }
+    }
+}

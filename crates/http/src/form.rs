@@ -219,3 +219,95 @@ mod tests {
         assert!(!is_form_content_type(&HeaderMap::new()));
     }
 }
+
+/// Fuzz-style properties of the form parser: hostile bytes never panic it, well-formed input
+/// round-trips, and a repeated parameter is always refused.
+#[cfg(test)]
+mod properties {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn encode(pairs: &[(&str, &str)]) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    }
+
+    /// Parameter names and non-empty values, any Unicode, at most a few of them.
+    fn params() -> impl Strategy<Value = BTreeMap<String, String>> {
+        proptest::collection::btree_map(any::<String>(), ".+", 0..8)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parser(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = FormParams::parse(&body);
+        }
+
+        #[test]
+        fn bytes_made_of_form_syntax_never_panic_the_parser(body in "[a-z=&%+0-9A-F\u{80}-\u{10FFFF}]{0,200}") {
+            let _ = FormParams::parse(body.as_bytes());
+        }
+
+        #[test]
+        fn any_text_survives_encoding_and_decoding(text in any::<String>()) {
+            let encoded: String = form_urlencoded::byte_serialize(text.as_bytes()).collect();
+
+            prop_assert_eq!(decode(encoded.as_bytes()), Ok(text));
+        }
+
+        #[test]
+        fn well_formed_forms_round_trip(params in params()) {
+            let pairs: Vec<(&str, &str)> =
+                params.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+
+            let parsed = FormParams::parse(encode(&pairs).as_bytes()).map(|parsed| parsed.0);
+
+            prop_assert_eq!(parsed, Ok(params));
+        }
+
+        #[test]
+        fn a_repeated_parameter_is_refused_wherever_it_appears(
+            params in params(),
+            name in ".{1,80}",
+            first in ".+",
+            second in ".+",
+            positions in (0_usize..16, 0_usize..16),
+        ) {
+            let mut pairs: Vec<(&str, &str)> = params
+                .iter()
+                .filter(|(other, _)| **other != name)
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            pairs.insert(positions.0 % (pairs.len() + 1), (&name, &first));
+            pairs.insert(positions.1 % (pairs.len() + 1), (&name, &second));
+
+            let parsed = FormParams::parse(encode(&pairs).as_bytes()).map(|parsed| parsed.0);
+
+            prop_assert_eq!(
+                parsed,
+                Err(FormError::Repeated(name.chars().take(MAX_ECHOED_NAME).collect()))
+            );
+        }
+
+        #[test]
+        fn an_empty_repeat_counts_as_absent(params in params(), name in ".{1,20}", value in ".+") {
+            let mut pairs: Vec<(&str, &str)> = params
+                .iter()
+                .filter(|(other, _)| **other != name)
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            pairs.push((&name, ""));
+            pairs.push((&name, &value));
+
+            let parsed = FormParams::parse(encode(&pairs).as_bytes()).map(|mut parsed| parsed.take(&name));
+
+            prop_assert_eq!(parsed, Ok(Some(value)));
+        }
+    }
+}

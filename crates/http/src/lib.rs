@@ -79,7 +79,8 @@ pub struct AppState {
 }
 
 /// The whole HTTP service: every endpoint of SPEC §2–§4, `/openapi.json`, the Swagger UI at
-/// `/docs`, and the cross-cutting layers (body limit, security headers, CORS, tracing).
+/// `/docs`, and the cross-cutting layers (body limit, admission control, security headers,
+/// CORS, tracing).
 pub fn router(state: AppState) -> Router {
     let (api, document) = openapi::api_router().split_for_parts();
     let routes = api
@@ -90,6 +91,11 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn(
             middleware::reject_oversized_bodies,
+        ))
+        // Inside CORS, so preflights cost no slot and a shed request still carries CORS headers.
+        .layer(axum::middleware::from_fn_with_state(
+            middleware::Admission::default(),
+            middleware::admit,
         ));
     let routes = match middleware::cors(&state.config) {
         Some(cors) => routes.layer(cors),

@@ -1,5 +1,6 @@
-//! Cross-cutting layers: the body limit in each family's shape, security headers, CORS,
-//! request tracing, and problem documents for unknown routes and methods.
+//! Cross-cutting layers: admission control (load shedding and a request timeout), the body
+//! limit in each family's shape, security headers, CORS, request tracing, and problem
+//! documents for unknown routes and methods.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use axum::http::header::{
 use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, MakeSpan, TraceLayer};
@@ -26,9 +28,84 @@ const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
 /// HSTS lifetime: two years, the usual preload-list value.
 const HSTS: &str = "max-age=63072000";
 
+/// Requests in progress at once, across every endpoint. Each one costs a task, buffers and
+/// perhaps a database connection; past this the server sheds load instead of queueing, so a
+/// flood is answered `503` at once and memory stays bounded. Password hashing has its own,
+/// much smaller, limit (SPEC §2), so logins can never take more than a sliver of these.
+pub(crate) const MAX_IN_FLIGHT_REQUESTS: usize = 512;
+/// How long the server works on one request, from its head being read (the body upload
+/// included, since extractors read it inside the handler) to the response head. Far beyond
+/// any honest request; it bounds what a client that trickles its body, or a stuck
+/// dependency, can hold.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Whether `path` is a token endpoint, whose errors use the OAuth shape.
 fn is_token_endpoint(path: &str) -> bool {
     path == "/token" || path.starts_with("/token/")
+}
+
+/// Admission control for the whole router: at most `max_in_flight` requests at once, each
+/// answered within `timeout`.
+///
+/// Invariant: requests never queue here. Unbounded queueing (tower's `ConcurrencyLimit` on
+/// its own) would turn a flood into growing memory and ever-later answers; instead an
+/// excess request is shed at once with `503` and `Retry-After`, in its family's shape.
+#[derive(Debug, Clone)]
+pub(crate) struct Admission {
+    slots: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl Admission {
+    /// Admits `max_in_flight` requests at once, each for at most `timeout`.
+    pub(crate) fn new(max_in_flight: usize, timeout: Duration) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max_in_flight)),
+            timeout,
+        }
+    }
+}
+
+impl Default for Admission {
+    fn default() -> Self {
+        Self::new(MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT)
+    }
+}
+
+/// Runs the request if a slot is free and it finishes in time; otherwise `503` with
+/// `Retry-After`, as `temporarily_unavailable` on the token endpoints and a problem elsewhere.
+/// A timed-out handler is dropped: its database transaction, if any, rolls back.
+pub(crate) async fn admit(
+    State(admission): State<Admission>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let token_endpoint = is_token_endpoint(request.uri().path());
+    let Ok(_slot) = admission.slots.try_acquire_owned() else {
+        tracing::warn!(
+            http.path = request.uri().path(),
+            "shedding a request: too many requests in progress"
+        );
+        return unavailable(token_endpoint);
+    };
+    let path = request.uri().path().to_owned();
+    match tokio::time::timeout(admission.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(http.path = %path, timeout = ?admission.timeout, "request timed out");
+            unavailable(token_endpoint)
+        }
+    }
+}
+
+/// `503` with `Retry-After: 1` in the family's shape: the answer a busy password hasher
+/// gives, since to the client it is the same condition.
+fn unavailable(token_endpoint: bool) -> Response {
+    if token_endpoint {
+        OAuthError::TemporarilyUnavailable.into_response()
+    } else {
+        Problem::busy().into_response()
+    }
 }
 
 /// Refuses a body declared larger than the limit before any handler runs, on every endpoint,
@@ -146,7 +223,7 @@ mod tests {
     use axum::http::{Request, StatusCode};
 
     use super::*;
-    use crate::test_support::{TestApp, config, form};
+    use crate::test_support::{PASSWORD, TestApp, TestResponse, config, form, request};
 
     fn get(path: &str) -> Request<Body> {
         Request::get(path).body(Body::empty()).unwrap()
@@ -285,5 +362,223 @@ mod tests {
 
         token.assert_oauth_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request");
         health.assert_problem(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    mod admission {
+        use std::sync::Arc;
+
+        use axum::Router;
+        use axum::routing;
+        use tokio::sync::{Notify, mpsc};
+        use tower::ServiceExt as _;
+
+        use super::*;
+
+        /// A router whose `/hold` and `/token/hold` report entering, then wait for `release`.
+        fn holding_router(
+            admission: Admission,
+            entered: mpsc::UnboundedSender<()>,
+            release: Arc<Notify>,
+        ) -> Router {
+            let hold = move || {
+                let entered = entered.clone();
+                let release = release.clone();
+                async move {
+                    let _ = entered.send(());
+                    release.notified().await;
+                    "released"
+                }
+            };
+            Router::new()
+                .route("/hold", routing::get(hold.clone()))
+                .route("/token/hold", routing::post(hold))
+                .layer(axum::middleware::from_fn_with_state(admission, admit))
+        }
+
+        async fn send(router: &Router, request: Request<Body>) -> TestResponse {
+            let response = router.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            TestResponse {
+                status,
+                headers,
+                body,
+            }
+        }
+
+        fn post_hold() -> Request<Body> {
+            Request::post("/token/hold").body(Body::empty()).unwrap()
+        }
+
+        #[tokio::test]
+        async fn a_request_beyond_the_limit_is_shed_at_once_with_503_and_retry_after_in_its_family_s_shape()
+         {
+            let (entered, mut entered_rx) = mpsc::unbounded_channel();
+            let release = Arc::new(Notify::new());
+            let router =
+                holding_router(Admission::new(1, REQUEST_TIMEOUT), entered, release.clone());
+            let holder = tokio::spawn({
+                let router = router.clone();
+                async move { send(&router, get("/hold")).await }
+            });
+            entered_rx.recv().await.unwrap();
+
+            let shed_problem = send(&router, get("/hold")).await;
+            let shed_oauth = send(&router, post_hold()).await;
+            release.notify_one();
+            let held = holder.await.unwrap();
+
+            shed_problem.assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(shed_problem.header("retry-after"), "1");
+            shed_oauth
+                .assert_oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+            assert_eq!(shed_oauth.header("retry-after"), "1");
+            assert_eq!(held.status, StatusCode::OK);
+        }
+
+        #[tokio::test]
+        async fn a_finished_request_frees_its_slot_for_the_next() {
+            let (entered, mut entered_rx) = mpsc::unbounded_channel();
+            let release = Arc::new(Notify::new());
+            let router =
+                holding_router(Admission::new(1, REQUEST_TIMEOUT), entered, release.clone());
+
+            for _ in 0..3 {
+                let request = tokio::spawn({
+                    let router = router.clone();
+                    async move { send(&router, get("/hold")).await }
+                });
+                entered_rx.recv().await.unwrap();
+                release.notify_one();
+
+                assert_eq!(request.await.unwrap().status, StatusCode::OK);
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_request_that_outlives_the_timeout_is_answered_503_in_its_family_s_shape() {
+            let (entered, _entered_rx) = mpsc::unbounded_channel();
+            let router = holding_router(
+                Admission::new(4, REQUEST_TIMEOUT),
+                entered,
+                Arc::new(Notify::new()),
+            );
+
+            let problem = send(&router, get("/hold")).await;
+            let oauth = send(&router, post_hold()).await;
+
+            problem.assert_problem(StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(problem.header("retry-after"), "1");
+            oauth.assert_oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn timed_out_requests_give_their_slots_back() {
+            let (entered, mut entered_rx) = mpsc::unbounded_channel();
+            let router = holding_router(
+                Admission::new(1, REQUEST_TIMEOUT),
+                entered,
+                Arc::new(Notify::new()),
+            );
+
+            let first = send(&router, get("/hold")).await;
+            let second = send(&router, get("/hold")).await;
+
+            assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(second.status, StatusCode::SERVICE_UNAVAILABLE);
+            let mut handler_runs = 0;
+            while entered_rx.try_recv().is_ok() {
+                handler_runs += 1;
+            }
+            assert_eq!(
+                handler_runs, 2,
+                "the second request ran until its own timeout instead of being shed"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_response_carrying_a_token_or_user_data_says_no_store() {
+        let app = TestApp::with_users().await;
+        let login = app
+            .send(form(
+                "/token",
+                &[
+                    ("grant_type", "password"),
+                    ("username", "admin"),
+                    ("password", PASSWORD),
+                ],
+            ))
+            .await;
+        let tokens = login.json();
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+        let new_user = serde_json::json!({"username": "bob", "password": PASSWORD});
+
+        let responses = [
+            (
+                "refresh",
+                app.send(form(
+                    "/token",
+                    &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+                ))
+                .await,
+            ),
+            (
+                "introspect",
+                app.send(
+                    crate::test_support::form_builder("/token/introspect")
+                        .header(AUTHORIZATION, format!("Bearer {access}"))
+                        .body(Body::from(format!("token={access}")))
+                        .unwrap(),
+                )
+                .await,
+            ),
+            (
+                "me",
+                app.send(request(Method::GET, "/users/me", Some(&access), None))
+                    .await,
+            ),
+            (
+                "create",
+                app.send(request(
+                    Method::POST,
+                    "/users",
+                    Some(&access),
+                    Some(new_user),
+                ))
+                .await,
+            ),
+            (
+                "list",
+                app.send(request(Method::GET, "/users", Some(&access), None))
+                    .await,
+            ),
+            (
+                "one",
+                app.send(request(Method::GET, "/users/alice", Some(&access), None))
+                    .await,
+            ),
+            (
+                "patch",
+                app.send(request(
+                    Method::PATCH,
+                    "/users/alice",
+                    Some(&access),
+                    Some(serde_json::json!({"full_name": "Alice"})),
+                ))
+                .await,
+            ),
+        ];
+
+        assert_eq!(login.status, StatusCode::OK);
+        assert_eq!(login.header("cache-control"), "no-store");
+        for (name, response) in responses {
+            assert!(response.status.is_success(), "{name}: {}", response.status);
+            assert_eq!(response.header("cache-control"), "no-store", "{name}");
+        }
     }
 }

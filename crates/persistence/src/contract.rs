@@ -7,21 +7,23 @@
 
 mod harness;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use authgate_application::ports::{
-    KeyMaterial, NewUser, RefreshFamily, RefreshTokenHash, RepositoryError, RotateOutcome,
-    SigningAlgorithm, StoredKey, UserPatch,
+    KeyMaterial, LOGIN_THROTTLE_RETENTION, NewUser, RefreshFamily, RefreshTokenHash,
+    RepositoryError, RotateOutcome, SigningAlgorithm, StoredKey, UserPatch,
 };
 use authgate_domain::{
-    ClientId, PasswordHash, Scope, ScopeSet, SessionEpoch, Timestamp, User, UserId, UserProfile,
-    Username,
+    ClientId, PasswordHash, Scope, ScopeSet, SessionEpoch, ThrottleDecision, Timestamp, User,
+    UserId, UserProfile, Username,
 };
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
 use crate::Repositories;
+use harness::Throttles;
 
 /// The time every check starts at.
 const T0: Timestamp = Timestamp::from_unix(1_700_000_000);
@@ -1198,6 +1200,115 @@ pub(crate) async fn racing_first_starts_store_exactly_one_active_key(repositorie
     assert_eq!(repositories.keys.list().await.expect("listed").len(), 1);
 }
 
+pub(crate) async fn a_due_rotation_retires_the_old_key_and_a_fresh_key_is_left_alone(
+    repositories: Repositories,
+) {
+    let keys = &repositories.keys;
+    let later = T0.plus(Duration::from_secs(100));
+    keys.insert_if_no_active(&key("ed-1", SigningAlgorithm::EdDsa, T0))
+        .await
+        .expect("stored");
+    keys.insert_if_no_active(&key("hs-1", SigningAlgorithm::Hs256, T0))
+        .await
+        .expect("stored");
+
+    let not_yet = keys
+        .rotate_if_due(&key("ed-early", SigningAlgorithm::EdDsa, later), T0)
+        .await
+        .expect("runs");
+    let due = keys
+        .rotate_if_due(
+            &key("ed-2", SigningAlgorithm::EdDsa, later),
+            T0.plus(Duration::from_secs(1)),
+        )
+        .await
+        .expect("runs");
+    let fresh = keys
+        .rotate_if_due(
+            &key(
+                "ed-3",
+                SigningAlgorithm::EdDsa,
+                later.plus(Duration::from_secs(1)),
+            ),
+            later,
+        )
+        .await
+        .expect("runs");
+
+    assert!(!not_yet, "a key created exactly at the cut-off is not due");
+    assert!(due);
+    assert!(!fresh, "the key just stored is not due");
+    let listed = keys.list().await.expect("listed");
+    let kids: Vec<&str> = listed.iter().map(|key| key.kid.as_str()).collect();
+    assert_eq!(kids, ["ed-1", "hs-1", "ed-2"], "nothing else was stored");
+    assert_eq!(
+        listed[0].retired_at,
+        Some(later),
+        "retired when ed-2 was made"
+    );
+    assert_eq!(
+        listed[1].retired_at, None,
+        "other algorithms keep their key"
+    );
+    assert_eq!(listed[2], key("ed-2", SigningAlgorithm::EdDsa, later));
+}
+
+pub(crate) async fn a_due_rotation_without_an_active_key_stores_the_key(
+    repositories: Repositories,
+) {
+    let keys = &repositories.keys;
+
+    let rotated = keys
+        .rotate_if_due(&key("rsa-1", SigningAlgorithm::Rs256, T0), T0)
+        .await
+        .expect("runs");
+
+    assert!(rotated);
+    assert_eq!(
+        keys.list().await.expect("listed"),
+        vec![key("rsa-1", SigningAlgorithm::Rs256, T0)]
+    );
+}
+
+pub(crate) async fn racing_due_rotations_rotate_exactly_once(repositories: Repositories) {
+    const STEP: Duration = Duration::from_secs(100);
+    repositories
+        .keys
+        .insert_if_no_active(&key("ed-start", SigningAlgorithm::EdDsa, T0))
+        .await
+        .expect("stored");
+
+    for round in 1..=RACE_ROUNDS {
+        // Every racer finds the active key (made a step ago) due and offers its own key made
+        // now; once one has rotated, the active key is the new one and is not due.
+        let now = T0.plus(STEP * u32::try_from(round).expect("few rounds"));
+        let keys = repositories.keys.clone();
+        let outcomes = race(RACERS, move |index| {
+            let keys = keys.clone();
+            let candidate = key(&format!("ed-{round}-{index}"), SigningAlgorithm::EdDsa, now);
+            async move { keys.rotate_if_due(&candidate, now.minus(STEP / 2)).await }
+        })
+        .await;
+
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|outcome| matches!(outcome, Ok(true)))
+                .count(),
+            1,
+            "round {round}: {outcomes:?}"
+        );
+    }
+    let listed = repositories.keys.list().await.expect("listed");
+    assert_eq!(listed.len(), RACE_ROUNDS + 1, "one key per round");
+    assert_eq!(
+        listed.iter().filter(|key| key.retired_at.is_none()).count(),
+        1,
+        "one active key"
+    );
+}
+
 pub(crate) async fn a_secret_is_stored_once_and_every_caller_gets_the_same_bytes(
     repositories: Repositories,
 ) {
@@ -1227,6 +1338,343 @@ pub(crate) async fn a_secret_is_stored_once_and_every_caller_gets_the_same_bytes
     assert!(raced.iter().all(|secret| *secret == later), "{raced:?}");
     assert_ne!(later, KeyMaterial(vec![0xff; 32]));
     assert_eq!(other, KeyMaterial(vec![0xee; 16]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Login throttle: the counters behind SPEC §2's abuse limits, seen from two instances.
+
+/// The limits of SPEC §2, as the default [`ThrottlePolicy`](authgate_domain::ThrottlePolicy).
+const MAX_CONSECUTIVE_FAILURES: usize = 5;
+const MAX_ATTEMPTS_PER_ADDRESS: usize = 50;
+
+#[track_caller]
+fn address(raw: &str) -> IpAddr {
+    raw.parse().expect("test addresses are valid")
+}
+
+fn is_allowed(decision: &Result<ThrottleDecision, RepositoryError>) -> bool {
+    matches!(decision, Ok(ThrottleDecision::Allowed))
+}
+
+/// The `Retry-After` of a throttled decision, in seconds.
+#[track_caller]
+fn retry_after(decision: Result<ThrottleDecision, RepositoryError>) -> u64 {
+    match decision {
+        Ok(ThrottleDecision::Throttled { retry_after }) => retry_after.as_secs(),
+        other => panic!("expected a throttled attempt, got {other:?}"),
+    }
+}
+
+/// Makes `count` attempts for `username` from `from`, alternating between the instances, and
+/// returns how many were allowed.
+async fn attempts(
+    throttles: &Throttles,
+    username: &str,
+    from: Option<IpAddr>,
+    now: Timestamp,
+    count: usize,
+) -> usize {
+    let mut allowed = 0;
+    for index in 0..count {
+        let decision = throttles[index % 2]
+            .begin_attempt(username, from, now)
+            .await;
+        assert!(decision.is_ok(), "{decision:?}");
+        if is_allowed(&decision) {
+            allowed += 1;
+        }
+    }
+    allowed
+}
+
+pub(crate) async fn parallel_guesses_on_two_instances_allow_exactly_five(throttles: Throttles) {
+    for round in 0..RACE_ROUNDS {
+        let username = format!("alice{round}");
+        let from = address(&format!("192.0.2.{round}"));
+        let racing = throttles.clone();
+
+        let outcomes = race(RACERS, move |index| {
+            let throttle = racing[index % 2].clone();
+            let username = username.clone();
+            async move { throttle.begin_attempt(&username, Some(from), T0).await }
+        })
+        .await;
+
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|outcome| is_allowed(outcome))
+                .count(),
+            MAX_CONSECUTIVE_FAILURES,
+            "round {round}: {outcomes:?}"
+        );
+    }
+}
+
+pub(crate) async fn parallel_attempts_from_one_address_allow_exactly_fifty_a_minute(
+    throttles: Throttles,
+) {
+    // Sixty attempts in all, ten more than the budget.
+    const ATTEMPTS_PER_RACER: usize = 6;
+    let from = address("198.51.100.7");
+    let racing = throttles.clone();
+
+    let allowed = race(RACERS, move |racer| {
+        let throttle = racing[racer % 2].clone();
+        async move {
+            let mut allowed = 0;
+            for attempt in 0..ATTEMPTS_PER_RACER {
+                let username = format!("user{racer}x{attempt}");
+                let decision = throttle.begin_attempt(&username, Some(from), T0).await;
+                assert!(decision.is_ok(), "{decision:?}");
+                if is_allowed(&decision) {
+                    allowed += 1;
+                }
+            }
+            allowed
+        }
+    })
+    .await;
+
+    assert_eq!(allowed.iter().sum::<usize>(), MAX_ATTEMPTS_PER_ADDRESS);
+    assert_eq!(
+        retry_after(throttles[0].begin_attempt("late", Some(from), T0).await),
+        60,
+        "blocked until the minute is over"
+    );
+}
+
+pub(crate) async fn one_address_gets_fifty_attempts_a_minute_then_a_new_window(
+    throttles: Throttles,
+) {
+    let from = address("2001:db8::1");
+    for index in 0..MAX_ATTEMPTS_PER_ADDRESS {
+        let decision = throttles[index % 2]
+            .begin_attempt(&format!("user{index}"), Some(from), T0)
+            .await;
+        assert!(is_allowed(&decision), "attempt {index}: {decision:?}");
+    }
+    let ten_seconds_on = T0.plus(Duration::from_secs(10));
+
+    let over_budget = throttles[1]
+        .begin_attempt("user50", Some(from), ten_seconds_on)
+        .await;
+    let other_address = throttles[0]
+        .begin_attempt("user50", Some(address("2001:db8::2")), ten_seconds_on)
+        .await;
+    let next_minute = throttles[0]
+        .begin_attempt("user51", Some(from), T0.plus(Duration::from_secs(60)))
+        .await;
+
+    assert_eq!(retry_after(over_budget), 50);
+    assert!(is_allowed(&other_address), "{other_address:?}");
+    assert!(is_allowed(&next_minute), "{next_minute:?}");
+}
+
+pub(crate) async fn throttling_one_username_leaves_other_usernames_and_addresses_alone(
+    throttles: Throttles,
+) {
+    let attacker = address("192.0.2.1");
+    let other = address("192.0.2.2");
+    attempts(
+        &throttles,
+        "alice",
+        Some(attacker),
+        T0,
+        MAX_CONSECUTIVE_FAILURES + 1,
+    )
+    .await;
+
+    let alice_elsewhere = throttles[1].begin_attempt("alice", Some(other), T0).await;
+    let bob_from_attacker = throttles[0].begin_attempt("bob", Some(attacker), T0).await;
+    let carol_elsewhere = throttles[1].begin_attempt("carol", Some(other), T0).await;
+    let alice_anywhere = throttles[0].begin_attempt("alice", None, T0).await;
+
+    assert_eq!(retry_after(alice_elsewhere), 1);
+    assert!(is_allowed(&bob_from_attacker), "{bob_from_attacker:?}");
+    assert!(is_allowed(&carol_elsewhere), "{carol_elsewhere:?}");
+    assert_eq!(retry_after(alice_anywhere), 1);
+}
+
+pub(crate) async fn backoff_starts_at_one_second_and_doubles_with_each_failure(
+    throttles: Throttles,
+) {
+    let allowed = attempts(&throttles, "alice", None, T0, MAX_CONSECUTIVE_FAILURES).await;
+    let first_wait = retry_after(throttles[1].begin_attempt("alice", None, T0).await);
+    let one_second_on = T0.plus(Duration::from_secs(1));
+    let sixth = throttles[0]
+        .begin_attempt("alice", None, one_second_on)
+        .await;
+    let second_wait = retry_after(
+        throttles[1]
+            .begin_attempt("alice", None, one_second_on)
+            .await,
+    );
+
+    assert_eq!(allowed, MAX_CONSECUTIVE_FAILURES);
+    assert_eq!(first_wait, 1);
+    assert!(is_allowed(&sixth), "the backoff ends: {sixth:?}");
+    assert_eq!(second_wait, 2);
+}
+
+pub(crate) async fn a_throttled_attempt_counts_against_nothing(throttles: Throttles) {
+    let from = address("203.0.113.9");
+    attempts(
+        &throttles,
+        "alice",
+        Some(from),
+        T0,
+        MAX_CONSECUTIVE_FAILURES,
+    )
+    .await;
+
+    let refused = attempts(&throttles, "alice", Some(from), T0, 20).await;
+    let mut others_allowed = 0;
+    for index in 0..MAX_ATTEMPTS_PER_ADDRESS {
+        let decision = throttles[index % 2]
+            .begin_attempt(&format!("user{index}"), Some(from), T0)
+            .await;
+        if is_allowed(&decision) {
+            others_allowed += 1;
+        }
+    }
+
+    assert_eq!(refused, 0);
+    assert_eq!(
+        others_allowed,
+        MAX_ATTEMPTS_PER_ADDRESS - MAX_CONSECUTIVE_FAILURES,
+        "the address counted only alice's allowed attempts"
+    );
+}
+
+pub(crate) async fn a_given_back_attempt_counts_against_nothing(throttles: Throttles) {
+    let from = address("203.0.113.10");
+    for index in 0..20 {
+        let decision = throttles[index % 2]
+            .begin_attempt("alice", Some(from), T0)
+            .await;
+        assert!(is_allowed(&decision), "attempt {index} is allowed");
+        throttles[(index + 1) % 2]
+            .give_back("alice", Some(from), T0)
+            .await
+            .expect("given back");
+    }
+
+    let counted = attempts(&throttles, "alice", Some(from), T0, 20).await;
+
+    assert_eq!(
+        counted, MAX_CONSECUTIVE_FAILURES,
+        "the given-back attempts left no trace"
+    );
+}
+
+pub(crate) async fn a_success_resets_the_username_and_gives_the_address_its_attempt_back(
+    throttles: Throttles,
+) {
+    let from = address("198.51.100.20");
+    attempts(
+        &throttles,
+        "alice",
+        Some(from),
+        T0,
+        MAX_CONSECUTIVE_FAILURES,
+    )
+    .await;
+    for index in MAX_CONSECUTIVE_FAILURES..MAX_ATTEMPTS_PER_ADDRESS {
+        throttles[index % 2]
+            .begin_attempt(&format!("user{index}"), Some(from), T0)
+            .await
+            .expect("counted");
+    }
+    let before = throttles[0].begin_attempt("alice", None, T0).await;
+    let address_before = throttles[1].begin_attempt("carol", Some(from), T0).await;
+
+    throttles[1]
+        .record_success("alice", Some(from), T0)
+        .await
+        .expect("recorded");
+
+    assert!(matches!(before, Ok(ThrottleDecision::Throttled { .. })));
+    assert!(matches!(
+        address_before,
+        Ok(ThrottleDecision::Throttled { .. })
+    ));
+    assert_eq!(
+        attempts(&throttles, "alice", None, T0, MAX_CONSECUTIVE_FAILURES + 1).await,
+        MAX_CONSECUTIVE_FAILURES,
+        "alice starts over"
+    );
+    let given_back = throttles[0].begin_attempt("carol", Some(from), T0).await;
+    let then_blocked = throttles[1].begin_attempt("dave", Some(from), T0).await;
+    assert!(is_allowed(&given_back), "{given_back:?}");
+    assert!(matches!(
+        then_blocked,
+        Ok(ThrottleDecision::Throttled { .. })
+    ));
+}
+
+pub(crate) async fn purging_forgets_only_keys_idle_for_longer_than_the_retention(
+    throttles: Throttles,
+) {
+    let from = address("192.0.2.99");
+    attempts(
+        &throttles,
+        "alice",
+        Some(from),
+        T0,
+        MAX_CONSECUTIVE_FAILURES,
+    )
+    .await;
+    let retention_over = T0.plus(LOGIN_THROTTLE_RETENTION);
+    let just_after = retention_over.plus(Duration::from_secs(1));
+    attempts(&throttles, "bob", None, retention_over, 1).await;
+
+    let at_the_edge = throttles[0]
+        .purge_expired(retention_over)
+        .await
+        .expect("purged");
+    let after = throttles[1]
+        .purge_expired(just_after)
+        .await
+        .expect("purged");
+    let again = throttles[0]
+        .purge_expired(just_after)
+        .await
+        .expect("purged");
+
+    assert_eq!(
+        (at_the_edge, after, again),
+        (0, 2, 0),
+        "alice and her address"
+    );
+    assert_eq!(
+        attempts(
+            &throttles,
+            "alice",
+            None,
+            just_after,
+            MAX_CONSECUTIVE_FAILURES + 1
+        )
+        .await,
+        MAX_CONSECUTIVE_FAILURES,
+        "alice's failures were forgotten"
+    );
+    attempts(
+        &throttles,
+        "bob",
+        None,
+        just_after,
+        MAX_CONSECUTIVE_FAILURES - 1,
+    )
+    .await;
+    assert!(
+        matches!(
+            throttles[1].begin_attempt("bob", None, just_after).await,
+            Ok(ThrottleDecision::Throttled { .. })
+        ),
+        "bob's recent failure still counts"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1335,10 +1783,40 @@ macro_rules! port_contract {
             only_the_first_active_key_per_algorithm_is_stored,
             rotating_retires_the_active_key_when_the_new_one_is_made,
             racing_first_starts_store_exactly_one_active_key,
+            a_due_rotation_retires_the_old_key_and_a_fresh_key_is_left_alone,
+            a_due_rotation_without_an_active_key_stores_the_key,
+            racing_due_rotations_rotate_exactly_once,
             a_secret_is_stored_once_and_every_caller_gets_the_same_bytes,
             a_reachable_database_answers_the_health_probe,
         );
     };
+}
+
+/// One `#[tokio::test]` per login-throttle check, running it on `$backend`.
+macro_rules! throttle_contract {
+    ($backend:expr) => {
+        run_throttle_checks!($backend =>
+            parallel_guesses_on_two_instances_allow_exactly_five,
+            parallel_attempts_from_one_address_allow_exactly_fifty_a_minute,
+            one_address_gets_fifty_attempts_a_minute_then_a_new_window,
+            throttling_one_username_leaves_other_usernames_and_addresses_alone,
+            backoff_starts_at_one_second_and_doubles_with_each_failure,
+            a_throttled_attempt_counts_against_nothing,
+            a_given_back_attempt_counts_against_nothing,
+            a_success_resets_the_username_and_gives_the_address_its_attempt_back,
+            purging_forgets_only_keys_idle_for_longer_than_the_retention,
+        );
+    };
+}
+
+/// Like `run_checks!`, for checks over the login throttle.
+macro_rules! run_throttle_checks {
+    ($backend:expr => $($check:ident),+ $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $check() {
+            crate::contract::harness::run_throttle($backend, crate::contract::$check).await;
+        }
+    )+};
 }
 
 /// The checks of what the database enforces across tables, on `$backend`.
@@ -1354,11 +1832,17 @@ macro_rules! sql_contract {
 mod sqlite {
     port_contract!(super::harness::TestBackend::Sqlite);
     sql_contract!(super::harness::TestBackend::Sqlite);
+    mod throttle {
+        throttle_contract!(super::super::harness::TestBackend::Sqlite);
+    }
 }
 
 mod postgres {
     port_contract!(super::harness::TestBackend::Postgres);
     sql_contract!(super::harness::TestBackend::Postgres);
+    mod throttle {
+        throttle_contract!(super::super::harness::TestBackend::Postgres);
+    }
 }
 
 mod in_memory {

@@ -4,12 +4,18 @@
 //! [`Database::connect`] picks the backend from the URL scheme; [`Database::repositories`]
 //! hands out the adapters as `Arc<dyn Port>`, so no sqlx type leaves this crate. The atomic
 //! operations the ports promise (refresh-token rotation, the last-administrator rule, the
-//! one-time bootstrap user, one active signing key per algorithm) are each one statement or
-//! one transaction here, never a read followed by a write in the caller.
+//! one-time bootstrap user, one active signing key per algorithm, a due key rotation made by
+//! exactly one instance, counting a login attempt) are each one statement or one transaction
+//! here, never a read followed by a write in the caller.
+//!
+//! [`Database::login_throttle`] counts login attempts in the database on PostgreSQL, where
+//! several instances share it, and in process memory on SQLite, where one instance per
+//! database file is the supported deployment.
 //!
 //! This crate makes no security decisions and knows no HTTP, hashing or signing: it stores
-//! what the use cases hand it. Both dialects pass the same contract suite (`src/contract.rs`)
-//! as the in-memory fakes of `authgate_application::testing`.
+//! what the use cases hand it, and applies the domain's throttle policy to stored counters.
+//! Both dialects pass the same contract suite (`src/contract.rs`) as the in-memory fakes of
+//! `authgate_application::testing`.
 
 mod error;
 mod postgres;
@@ -137,14 +143,22 @@ impl Database {
                 ));
             }
         };
-        // TODO(issue 6): share the counters through PostgreSQL so several instances enforce
-        // one limit; until then each instance counts in its own memory.
-        let throttle: Arc<dyn LoginThrottle> =
-            Arc::new(MemoryLoginThrottle::new(ThrottlePolicy::default()));
+        let throttle: Arc<dyn LoginThrottle> = match &pool {
+            // One instance per SQLite file is the supported deployment, so its counters can
+            // live in process memory, which spares every login attempt a write transaction.
+            Pool::Sqlite(_) => Arc::new(MemoryLoginThrottle::new(ThrottlePolicy::default())),
+            // Several instances share a PostgreSQL database: they must count together.
+            Pool::Postgres(pool) => Arc::new(postgres::PgLoginThrottle::new(
+                pool.clone(),
+                ThrottlePolicy::default(),
+            )),
+        };
         Ok(Self { pool, throttle })
     }
 
-    /// The login-throttling counters of this deployment.
+    /// The login-throttling counters of this deployment: in this process's memory on SQLite
+    /// (shared by every clone of this handle), in the database on PostgreSQL (shared by every
+    /// instance).
     #[must_use]
     pub fn login_throttle(&self) -> Arc<dyn LoginThrottle> {
         self.throttle.clone()

@@ -26,7 +26,7 @@ pub(crate) struct CorruptRow {
 }
 
 impl CorruptRow {
-    const fn column(column: &'static str) -> Self {
+    pub(crate) const fn column(column: &'static str) -> Self {
         Self { column }
     }
 }

@@ -1,19 +1,24 @@
-//! Login throttling counters: in process memory (SQLite, one instance) or shared through
-//! PostgreSQL (several instances enforce one limit).
+//! Login-throttling counters in process memory: the SQLite deployment's, where one instance
+//! per database file is the supported set-up (PostgreSQL shares them: `postgres/throttle.rs`).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use authgate_application::ports::{LoginThrottle, RepositoryError};
+use authgate_application::ports::{LOGIN_THROTTLE_RETENTION, LoginThrottle, RepositoryError};
 use authgate_domain::{ThrottleDecision, ThrottlePolicy, ThrottleState, Timestamp};
 
-/// The most keys kept in memory; beyond it the oldest-blocked entries are evicted, so an
+/// The most keys kept in memory; beyond it the entries that block nothing are evicted, so an
 /// attacker spraying usernames or addresses cannot grow memory without bound.
 const MAX_KEYS: usize = 100_000;
 
 /// Throttling counters in process memory, behind one mutex, so each decision is atomic.
+///
+/// Each process counts on its own: several instances on one database would each allow the
+/// full limit. That is why PostgreSQL, the multi-instance backend, uses shared counters.
 #[derive(Debug, Default)]
 pub struct MemoryLoginThrottle {
     policy: ThrottlePolicy,
@@ -22,8 +27,21 @@ pub struct MemoryLoginThrottle {
 
 #[derive(Debug, Default)]
 struct Counters {
-    usernames: HashMap<String, ThrottleState>,
-    addresses: HashMap<IpAddr, ThrottleState>,
+    usernames: HashMap<String, Entry>,
+    addresses: HashMap<IpAddr, Entry>,
+}
+
+/// The counters of one key, and when an attempt or a success last changed them.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    state: ThrottleState,
+    updated_at: Timestamp,
+}
+
+impl Entry {
+    fn blocks_at(&self, now: Timestamp) -> bool {
+        self.state.blocked_until.is_some_and(|until| until > now)
+    }
 }
 
 impl MemoryLoginThrottle {
@@ -41,16 +59,26 @@ fn poisoned() -> RepositoryError {
     RepositoryError::Unavailable("throttle counters lock poisoned".into())
 }
 
+/// The counters of `key` in `entries`, empty when it has none.
+fn state_of<Key, Lookup>(entries: &HashMap<Key, Entry>, key: &Lookup) -> ThrottleState
+where
+    Key: Borrow<Lookup> + Eq + Hash,
+    Lookup: Eq + Hash + ?Sized,
+{
+    entries
+        .get(key)
+        .map(|entry| entry.state)
+        .unwrap_or_default()
+}
+
 impl Counters {
     /// Drops entries that no longer block anything, when the maps grow too large.
     fn prune(&mut self, now: Timestamp) {
         if self.usernames.len() + self.addresses.len() < MAX_KEYS {
             return;
         }
-        self.usernames
-            .retain(|_, state| state.blocked_until.is_some_and(|until| until > now));
-        self.addresses
-            .retain(|_, state| state.blocked_until.is_some_and(|until| until > now));
+        self.usernames.retain(|_, entry| entry.blocks_at(now));
+        self.addresses.retain(|_, entry| entry.blocks_at(now));
         if self.usernames.len() + self.addresses.len() >= MAX_KEYS {
             // Everything is blocked: still bounded, at the price of forgetting.
             self.usernames.clear();
@@ -69,30 +97,32 @@ impl LoginThrottle for MemoryLoginThrottle {
     ) -> Result<ThrottleDecision, RepositoryError> {
         let mut counters = self.state.lock().map_err(|_| poisoned())?;
         counters.prune(now);
-        let username_state = counters
-            .usernames
-            .get(username)
-            .copied()
-            .unwrap_or_default();
+        let username_state = state_of(&counters.usernames, username);
         let (username_decision, next_username) = self.policy.username_attempt(username_state, now);
         if username_decision != ThrottleDecision::Allowed {
             return Ok(username_decision);
         }
         if let Some(address) = address {
-            let address_state = counters
-                .addresses
-                .get(&address)
-                .copied()
-                .unwrap_or_default();
+            let address_state = state_of(&counters.addresses, &address);
             let (address_decision, next_address) = self.policy.address_attempt(address_state, now);
             if address_decision != ThrottleDecision::Allowed {
                 return Ok(address_decision);
             }
-            counters.addresses.insert(address, next_address);
+            counters.addresses.insert(
+                address,
+                Entry {
+                    state: next_address,
+                    updated_at: now,
+                },
+            );
         }
-        counters
-            .usernames
-            .insert(username.to_owned(), next_username);
+        counters.usernames.insert(
+            username.to_owned(),
+            Entry {
+                state: next_username,
+                updated_at: now,
+            },
+        );
         Ok(ThrottleDecision::Allowed)
     }
 
@@ -100,104 +130,54 @@ impl LoginThrottle for MemoryLoginThrottle {
         &self,
         username: &str,
         address: Option<IpAddr>,
-        _now: Timestamp,
+        now: Timestamp,
     ) -> Result<(), RepositoryError> {
         let mut counters = self.state.lock().map_err(|_| poisoned())?;
         counters.usernames.remove(username);
         if let Some(address) = address
-            && let Some(state) = counters.addresses.get(&address).copied()
+            && let Some(entry) = counters.addresses.get_mut(&address)
         {
-            counters
-                .addresses
-                .insert(address, self.policy.address_success(state));
+            *entry = Entry {
+                state: self.policy.address_success(entry.state),
+                updated_at: now,
+            };
         }
         Ok(())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NOW: Timestamp = Timestamp::from_unix(1_000);
-
-    #[tokio::test]
-    async fn parallel_guesses_cannot_slip_past_the_limit() {
-        let throttle = std::sync::Arc::new(MemoryLoginThrottle::new(ThrottlePolicy::default()));
-
-        let handles: Vec<_> = (0..20)
-            .map(|_| {
-                let throttle = throttle.clone();
-                tokio::spawn(async move { throttle.begin_attempt("alice", None, NOW).await })
-            })
-            .collect();
-        let mut allowed = 0;
-        for handle in handles {
-            if matches!(handle.await.expect("task"), Ok(ThrottleDecision::Allowed)) {
-                allowed += 1;
-            }
+    async fn give_back(
+        &self,
+        username: &str,
+        address: Option<IpAddr>,
+        now: Timestamp,
+    ) -> Result<(), RepositoryError> {
+        let mut counters = self.state.lock().map_err(|_| poisoned())?;
+        if let Some(entry) = counters.usernames.get_mut(username) {
+            *entry = Entry {
+                state: self.policy.username_give_back(entry.state),
+                updated_at: now,
+            };
         }
-
-        assert_eq!(allowed, 5);
+        if let Some(address) = address
+            && let Some(entry) = counters.addresses.get_mut(&address)
+        {
+            // Giving an address its attempt back is what a success does to it.
+            *entry = Entry {
+                state: self.policy.address_success(entry.state),
+                updated_at: now,
+            };
+        }
+        Ok(())
     }
 
-    #[tokio::test]
-    async fn throttling_one_username_does_not_block_another_or_other_addresses() {
-        let throttle = MemoryLoginThrottle::new(ThrottlePolicy::default());
-        let attacker: IpAddr = "192.0.2.1".parse().expect("ip");
-        let other: IpAddr = "192.0.2.2".parse().expect("ip");
-        for _ in 0..6 {
-            let _ = throttle.begin_attempt("alice", Some(attacker), NOW).await;
-        }
-
-        assert!(matches!(
-            throttle.begin_attempt("alice", Some(other), NOW).await,
-            Ok(ThrottleDecision::Throttled { .. })
-        ));
-        assert_eq!(
-            throttle
-                .begin_attempt("bob", Some(attacker), NOW)
-                .await
-                .ok(),
-            Some(ThrottleDecision::Allowed)
-        );
-        assert_eq!(
-            throttle.begin_attempt("carol", Some(other), NOW).await.ok(),
-            Some(ThrottleDecision::Allowed)
-        );
-    }
-
-    #[tokio::test]
-    async fn a_success_resets_the_username() {
-        let throttle = MemoryLoginThrottle::new(ThrottlePolicy::default());
-        for _ in 0..5 {
-            let _ = throttle.begin_attempt("alice", None, NOW).await;
-        }
-
-        throttle
-            .record_success("alice", None, NOW)
-            .await
-            .expect("recorded");
-
-        assert_eq!(
-            throttle.begin_attempt("alice", None, NOW).await.ok(),
-            Some(ThrottleDecision::Allowed)
-        );
-    }
-
-    #[tokio::test]
-    async fn one_address_is_limited_to_fifty_attempts_a_minute() {
-        let throttle = MemoryLoginThrottle::new(ThrottlePolicy::default());
-        let address: IpAddr = "2001:db8::1".parse().expect("ip");
-        for index in 0..50 {
-            let decision = throttle
-                .begin_attempt(&format!("user{index}"), Some(address), NOW)
-                .await;
-            assert_eq!(decision.ok(), Some(ThrottleDecision::Allowed));
-        }
-
-        let decision = throttle.begin_attempt("user50", Some(address), NOW).await;
-
-        assert!(matches!(decision, Ok(ThrottleDecision::Throttled { .. })));
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, RepositoryError> {
+        let idle_before = now.minus(LOGIN_THROTTLE_RETENTION);
+        let expired = |entry: &Entry| entry.updated_at < idle_before && !entry.blocks_at(now);
+        let mut counters = self.state.lock().map_err(|_| poisoned())?;
+        let before = counters.usernames.len() + counters.addresses.len();
+        counters.usernames.retain(|_, entry| !expired(entry));
+        counters.addresses.retain(|_, entry| !expired(entry));
+        let after = counters.usernames.len() + counters.addresses.len();
+        Ok(u64::try_from(before - after).unwrap_or(u64::MAX))
     }
 }

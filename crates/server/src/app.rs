@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use authgate_application::ports::{Clock, IdGenerator, KeyStore, PasswordHasher};
+use authgate_application::ports::{
+    Clock, IdGenerator, KeyStore, LoginThrottle, PasswordHasher, SigningAlgorithm,
+};
 use authgate_application::{CreateUserRequest, Ports, Settings, UseCases};
 use authgate_crypto::{
     Argon2PasswordHasher, Argon2Settings, HashingLimits, HmacRefreshTokenCodec, JwtTokenSigner,
@@ -15,17 +17,19 @@ use authgate_crypto::{
 use authgate_domain::{Password, ScopeSet, TokenPolicy, Username};
 use authgate_http::{AppState, HttpConfig};
 use authgate_persistence::{Database, PoolOptions};
+use axum::serve::{Listener, ListenerExt as _};
 use tokio::net::TcpListener;
+use tokio::time::MissedTickBehavior;
+use tokio_rustls::rustls::ServerConfig;
 
 use crate::adapters::{RandomIds, SystemClock};
 use crate::config::{Config, Secret};
+use crate::tls::TlsListener;
 
 /// Name of the server secret that keys refresh-token successor derivation.
 const REFRESH_SUCCESSOR_KEY: &str = "refresh-successor-key";
-/// How often each instance re-reads the signing keys, so a rotation made elsewhere is
-/// picked up within this bound.
-const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
-/// How often expired refresh families and denylist entries are purged.
+/// How often expired refresh families, denylist entries and idle login-throttle counters are
+/// purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// How long in-flight requests may run after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -227,6 +231,7 @@ fn generate_password() -> Password {
 pub struct App {
     services: Services,
     router: axum::Router,
+    maintenance: Maintenance,
     /// The administrator created on this start, if any.
     pub bootstrap: Option<BootstrapReport>,
 }
@@ -255,9 +260,20 @@ impl App {
             use_cases: services.use_cases.clone(),
             config: Arc::new(http_config),
         });
+        let maintenance = Maintenance {
+            use_cases: services.use_cases.clone(),
+            signer: services.signer.clone(),
+            keys: services.keys.clone(),
+            throttle: services.database.login_throttle(),
+            clock: services.clock.clone(),
+            algorithm: config.signing_alg,
+            key_rotation_interval: config.key_rotation_interval,
+            key_reload_interval: config.key_reload_interval,
+        };
         Ok(Self {
             services,
             router,
+            maintenance,
             bootstrap,
         })
     }
@@ -268,8 +284,8 @@ impl App {
         self.services.use_cases.clone()
     }
 
-    /// Serves HTTP on `listener` until `shutdown` completes, then lets in-flight requests
-    /// finish (bounded) and closes the database pool.
+    /// Serves plain HTTP on `listener` until `shutdown` completes, then lets in-flight
+    /// requests finish (bounded) and closes the database pool.
     ///
     /// # Errors
     ///
@@ -279,15 +295,49 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let maintenance = tokio::spawn(run_maintenance(
-            self.services.use_cases.clone(),
-            self.services.signer.clone(),
-        ));
+        self.serve_on(listener, shutdown).await
+    }
+
+    /// Serves HTTPS on `listener` with `tls` (see [`crate::tls::load_server_config`]), like
+    /// [`App::serve`]; each TLS handshake runs in its own task with a timeout.
+    ///
+    /// # Errors
+    ///
+    /// I/O failures of the listener.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        tls: Arc<ServerConfig>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let listener = TlsListener::new(listener, tls).context("starting the TLS listener")?;
+        self.serve_on(listener, shutdown).await
+    }
+
+    async fn serve_on<L>(
+        self,
+        listener: L,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()>
+    where
+        L: Listener<Addr = SocketAddr>,
+    {
+        let maintenance = tokio::spawn(self.maintenance.run());
 
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        // axum implements `Connected` (what fills `ConnectInfo<SocketAddr>`, which throttling
+        // reads) for `TcpListener` and for any listener wrapped by `tap_io`, and the orphan rule
+        // forbids implementing it here for the TLS listener: so every listener goes through
+        // a `tap_io` that leaves the connection as it is.
+        //
+        // axum 0.8's `serve` gives hyper no timer, so hyper's 30 s header-read timeout is inert:
+        // a client that trickles its request head holds its connection. The TLS handshake has
+        // its own timeout (`tls.rs`), and once the head is in, the router's request timeout
+        // bounds the rest (`authgate_http`'s middleware).
+        let listener = listener.tap_io(|_connection: &mut L::Io| {});
         let server = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
         });
@@ -309,21 +359,106 @@ impl App {
     }
 }
 
-/// Periodic work off the request path: key reloads and purging expired rows.
-async fn run_maintenance(use_cases: Arc<UseCases>, signer: Arc<JwtTokenSigner>) {
-    let mut reload = tokio::time::interval(KEY_RELOAD_INTERVAL);
-    let mut purge = tokio::time::interval(PURGE_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = reload.tick() => {
-                if let Err(error) = signer.reload().await {
-                    tracing::warn!(error = %error, "reloading signing keys failed");
+/// Periodic work off the request path: rotating a due signing key, reloading the keys, and
+/// purging expired rows.
+struct Maintenance {
+    use_cases: Arc<UseCases>,
+    signer: Arc<JwtTokenSigner>,
+    keys: Arc<dyn KeyStore>,
+    throttle: Arc<dyn LoginThrottle>,
+    clock: Arc<dyn Clock>,
+    algorithm: SigningAlgorithm,
+    key_rotation_interval: Duration,
+    key_reload_interval: Duration,
+}
+
+impl Maintenance {
+    /// Runs until the task is aborted. The first ticks come at once, so an instance that
+    /// starts with an overdue key rotates it before its first minute is out.
+    async fn run(self) {
+        let mut reload = tokio::time::interval(self.key_reload_interval);
+        let mut purge = tokio::time::interval(PURGE_INTERVAL);
+        // After a slow tick (an RSA key takes a while to generate), carry on at the usual
+        // pace rather than catching up with a burst.
+        reload.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        purge.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = reload.tick() => {
+                    self.rotate_key_if_due().await;
+                    if let Err(error) = self.signer.reload().await {
+                        tracing::warn!(error = %error, "reloading signing keys failed");
+                    }
                 }
+                _ = purge.tick() => self.purge().await,
             }
-            _ = purge.tick() => match use_cases.purge_expired.execute().await {
-                Ok(purged) => tracing::debug!(rows = purged, "purged expired tokens"),
-                Err(error) => tracing::warn!(error = %error, "purging expired tokens failed"),
-            },
+        }
+    }
+
+    /// Replaces the active signing key once it is `key_rotation_interval` old.
+    ///
+    /// Every instance runs this; [`KeyStore::rotate_if_due`] lets exactly one of them rotate,
+    /// and the others pick the new key up on their next reload. A candidate key is generated
+    /// only when the stored key looks due, so RSA keys are not made every minute for nothing.
+    async fn rotate_key_if_due(&self) {
+        // The HS256 key is the configured secret: there is nothing to rotate here.
+        if self.algorithm == SigningAlgorithm::Hs256 {
+            return;
+        }
+        let now = self.clock.now();
+        let created_before = now.minus(self.key_rotation_interval);
+        let stored = match self.keys.list().await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::warn!(error = %error, "listing signing keys for rotation failed");
+                return;
+            }
+        };
+        let newest_active = stored
+            .iter()
+            .filter(|key| key.algorithm == self.algorithm && key.retired_at.is_none())
+            .map(|key| key.created_at)
+            .max();
+        if newest_active.is_some_and(|created_at| created_at >= created_before) {
+            return;
+        }
+        let algorithm = self.algorithm;
+        let candidate = match tokio::task::spawn_blocking(move || {
+            authgate_crypto::generate_key(algorithm, now)
+        })
+        .await
+        {
+            Ok(Ok(candidate)) => candidate,
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "generating a signing key for rotation failed");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "generating a signing key for rotation failed");
+                return;
+            }
+        };
+        match self.keys.rotate_if_due(&candidate, created_before).await {
+            Ok(true) => tracing::info!(
+                key.kid = %candidate.kid,
+                key.alg = algorithm.as_str(),
+                "rotated the signing key"
+            ),
+            Ok(false) => tracing::debug!("another instance rotated the signing key first"),
+            Err(error) => tracing::warn!(error = %error, "rotating the signing key failed"),
+        }
+    }
+
+    async fn purge(&self) {
+        match self.use_cases.purge_expired.execute().await {
+            Ok(purged) => tracing::debug!(rows = purged, "purged expired tokens"),
+            Err(error) => tracing::warn!(error = %error, "purging expired tokens failed"),
+        }
+        match self.throttle.purge_expired(self.clock.now()).await {
+            Ok(purged) => tracing::debug!(keys = purged, "purged idle login-throttle counters"),
+            Err(error) => {
+                tracing::warn!(error = %error, "purging login-throttle counters failed");
+            }
         }
     }
 }

@@ -34,11 +34,13 @@ pub async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()>
 }
 
 async fn serve(mut config: Config) -> anyhow::Result<()> {
-    if config.tls.is_some() {
-        bail!(
-            "TLS termination is not implemented yet: run authgate behind a TLS-terminating proxy and set --issuer https://…"
-        );
-    }
+    // Read the certificate and key before anything else, so a bad file fails startup at once
+    // with a message naming it, before the database is touched.
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|(cert, key)| crate::tls::load_server_config(cert, key))
+        .transpose()?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -61,11 +63,15 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
             ),
         }
     }
-    eprintln!("authgate listening on http://{}", config.listen);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("authgate listening on {scheme}://{}", config.listen);
     eprintln!("Swagger UI: {base}/docs");
-    tracing::info!(listen = %config.listen, issuer = %base, "authgate started");
+    tracing::info!(listen = %config.listen, issuer = %base, tls = tls.is_some(), "authgate started");
 
-    app.serve(listener, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => app.serve_tls(listener, tls, shutdown_signal()).await?,
+        None => app.serve(listener, shutdown_signal()).await?,
+    }
     tracing::info!("authgate stopped");
     Ok(())
 }

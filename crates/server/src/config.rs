@@ -222,6 +222,10 @@ pub struct SettingsArgs {
     /// Log format; default pretty on a terminal, else json. Level from RUST_LOG.
     #[arg(long, env = "AUTHGATE_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
+    /// How old the active EdDSA or RS256 signing key may get before a new one replaces it
+    /// (humantime, at least 1m); the old key keeps verifying until its tokens expire.
+    #[arg(long, env = "AUTHGATE_KEY_ROTATION_INTERVAL", default_value = "30d", value_parser = humantime::parse_duration, global = true)]
+    pub key_rotation_interval: Duration,
 }
 
 fn parse_signing_alg(raw: &str) -> Result<SigningAlgorithm, String> {
@@ -305,7 +309,22 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Bootstrap administrator password (`AUTHGATE_ADMIN_PASSWORD`), environment only.
     pub admin_password: Option<Secret>,
+    /// The age at which the active signing key is replaced (EdDSA and RS256 only).
+    pub key_rotation_interval: Duration,
+    /// How often each instance rotates a due signing key and re-reads the keys, so that it
+    /// signs with a key rotated elsewhere within this bound. Not a flag: tests shorten it.
+    /// At most a minute, the slack the signer keeps retired keys verifying for
+    /// (`authgate_crypto`'s `RETENTION_SLACK`) so that a token signed by an instance that has
+    /// not yet noticed a rotation still verifies for its whole lifetime.
+    pub key_reload_interval: Duration,
 }
+
+/// The default and longest [`Config::key_reload_interval`].
+const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The shortest `--key-rotation-interval`: one key-reload tick, since a due key is only
+/// noticed on a tick.
+const MIN_KEY_ROTATION_INTERVAL: Duration = KEY_RELOAD_INTERVAL;
 
 impl Config {
     /// The issuer: the configured one, or `http(s)://<listen address>`.
@@ -347,6 +366,8 @@ impl Config {
             trusted_proxies: Vec::new(),
             tls: None,
             admin_password: None,
+            key_rotation_interval: Duration::from_secs(30 * 86_400),
+            key_reload_interval: KEY_RELOAD_INTERVAL,
         }
     }
 }
@@ -401,6 +422,9 @@ impl SettingsArgs {
         if self.db_max_connections == 0 {
             bail!("--db-max-connections must be at least 1");
         }
+        if self.key_rotation_interval < MIN_KEY_ROTATION_INTERVAL {
+            bail!("--key-rotation-interval must be at least 1m");
+        }
         if let Some(issuer) = &self.issuer
             && !(issuer.starts_with("https://") || issuer.starts_with("http://"))
         {
@@ -447,6 +471,8 @@ impl SettingsArgs {
             trusted_proxies,
             tls: self.tls_cert.zip(self.tls_key),
             admin_password: env_secret("AUTHGATE_ADMIN_PASSWORD"),
+            key_rotation_interval: self.key_rotation_interval,
+            key_reload_interval: KEY_RELOAD_INTERVAL,
         })
     }
 }
@@ -515,6 +541,38 @@ mod tests {
 
         assert!(!config.password_grant);
         assert!(config.refresh_grant);
+    }
+
+    #[test]
+    fn signing_keys_rotate_every_thirty_days_unless_told_otherwise() {
+        let default = parse(&[]).expect("parses").settings.into_config();
+        let twelve_hours = parse(&["--key-rotation-interval", "12h"])
+            .expect("parses")
+            .settings
+            .into_config();
+        let too_often = parse(&["--key-rotation-interval", "30s"])
+            .expect("parses")
+            .settings
+            .into_config();
+
+        let default = default.expect("valid");
+        assert_eq!(
+            default.key_rotation_interval,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(default.key_reload_interval, Duration::from_secs(60));
+        assert_eq!(
+            twelve_hours.expect("valid").key_rotation_interval,
+            Duration::from_secs(12 * 3600)
+        );
+        assert!(
+            too_often.is_err_and(|error| error.to_string().contains("--key-rotation-interval"))
+        );
+        assert!(parse(&["--key-rotation-interval", "monthly"]).is_err());
+        assert_eq!(
+            Config::defaults(default.listen, default.database_url).key_rotation_interval,
+            Duration::from_secs(30 * 86_400)
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod app;
 pub mod commands;
 pub mod config;
 pub mod logging;
+pub mod tls;
 
 pub use adapters::{RandomIds, SystemClock};
 pub use app::{App, BootstrapReport, Overrides, Services};

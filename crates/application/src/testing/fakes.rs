@@ -178,6 +178,15 @@ impl crate::ports::LoginThrottle for UnlimitedThrottle {
         Ok(authgate_domain::ThrottleDecision::Allowed)
     }
 
+    async fn give_back(
+        &self,
+        _username: &str,
+        _address: Option<std::net::IpAddr>,
+        _now: Timestamp,
+    ) -> Result<(), crate::ports::RepositoryError> {
+        Ok(())
+    }
+
     async fn record_success(
         &self,
         _username: &str,
@@ -185,5 +194,9 @@ impl crate::ports::LoginThrottle for UnlimitedThrottle {
         _now: Timestamp,
     ) -> Result<(), crate::ports::RepositoryError> {
         Ok(())
+    }
+
+    async fn purge_expired(&self, _now: Timestamp) -> Result<u64, crate::ports::RepositoryError> {
+        Ok(0)
     }
 }

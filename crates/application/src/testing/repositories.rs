@@ -505,6 +505,25 @@ impl KeyStore for InMemoryKeyStore {
         Ok(())
     }
 
+    async fn rotate_if_due(
+        &self,
+        key: &StoredKey,
+        created_before: Timestamp,
+    ) -> Result<bool, RepositoryError> {
+        let mut state = lock(&self.state);
+        let mut active_keys = state
+            .keys
+            .iter_mut()
+            .filter(|stored| stored.algorithm == key.algorithm && stored.retired_at.is_none());
+        match active_keys.next() {
+            Some(current) if current.created_at >= created_before => return Ok(false),
+            Some(current) => current.retired_at = Some(key.created_at),
+            None => {}
+        }
+        state.keys.push(active(key));
+        Ok(true)
+    }
+
     async fn secret(
         &self,
         name: &str,

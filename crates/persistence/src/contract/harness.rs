@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::sync::{Arc, Once};
 
+use authgate_application::ports::LoginThrottle;
 use authgate_application::testing::{
     InMemoryDenylist, InMemoryHealthProbe, InMemoryKeyStore, InMemoryRefreshTokenStore,
     InMemoryUserRepository,
@@ -37,15 +38,63 @@ where
 {
     match backend {
         TestBackend::InMemory => finish(tokio::spawn(check(in_memory())).await),
+        TestBackend::Sqlite | TestBackend::Postgres => {
+            on_fresh_database(backend, 1, |databases| check(databases[0].repositories())).await;
+        }
+    }
+}
+
+/// Two instances' handles on the login-throttling counters of one deployment.
+pub(crate) type Throttles = [Arc<dyn LoginThrottle>; 2];
+
+/// Runs `check` on the login throttle of a fresh `backend` deployment, like [`run`].
+///
+/// On PostgreSQL the two handles come from two pools on one database, as two instances would
+/// have them. On SQLite, whose supported deployment is one instance per database file, both
+/// handles are that instance's in-process throttle.
+pub(crate) async fn run_throttle<Check, Fut>(backend: TestBackend, check: Check)
+where
+    Check: FnOnce(Throttles) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match backend {
+        TestBackend::InMemory => {
+            unreachable!("the SQLite runs already check the in-memory counters SQLite uses")
+        }
+        TestBackend::Sqlite => {
+            on_fresh_database(backend, 1, |databases| {
+                let throttle = databases[0].login_throttle();
+                check([throttle.clone(), throttle])
+            })
+            .await;
+        }
+        TestBackend::Postgres => {
+            on_fresh_database(backend, 2, |databases| {
+                check([databases[0].login_throttle(), databases[1].login_throttle()])
+            })
+            .await;
+        }
+    }
+}
+
+/// Runs `check` with `instances` handles (each its own pool) on one fresh, migrated SQLite
+/// file or PostgreSQL database, then closes them and deletes the database.
+async fn on_fresh_database<Check, Fut>(backend: TestBackend, instances: usize, check: Check)
+where
+    Check: FnOnce(&[Database]) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match backend {
+        TestBackend::InMemory => unreachable!("the in-memory fakes have no database"),
         TestBackend::Sqlite => {
             let directory = tempfile::tempdir().expect("a temporary directory can be made");
             let url = format!(
                 "sqlite://{}",
                 directory.path().join("authgate.db").display()
             );
-            let database = open(&url).await;
-            let outcome = tokio::spawn(check(database.repositories())).await;
-            database.close().await;
+            let databases = open_all(&url, instances).await;
+            let outcome = tokio::spawn(check(&databases)).await;
+            close_all(&databases).await;
             finish(outcome);
         }
         TestBackend::Postgres => {
@@ -55,9 +104,9 @@ where
             };
             let name = format!("authgate_test_{}", Uuid::new_v4().simple());
             execute_on_server(&server_url, &format!("CREATE DATABASE {name}")).await;
-            let database = open(&with_database(&server_url, &name)).await;
-            let outcome = tokio::spawn(check(database.repositories())).await;
-            database.close().await;
+            let databases = open_all(&with_database(&server_url, &name), instances).await;
+            let outcome = tokio::spawn(check(&databases)).await;
+            close_all(&databases).await;
             // FORCE ends connections a panicking check may have left behind (PostgreSQL 13+).
             execute_on_server(
                 &server_url,
@@ -66,6 +115,20 @@ where
             .await;
             finish(outcome);
         }
+    }
+}
+
+async fn open_all(url: &str, instances: usize) -> Vec<Database> {
+    let mut databases = Vec::with_capacity(instances);
+    for _ in 0..instances {
+        databases.push(open(url).await);
+    }
+    databases
+}
+
+async fn close_all(databases: &[Database]) {
+    for database in databases {
+        database.close().await;
     }
 }
 

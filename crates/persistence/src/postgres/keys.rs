@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use authgate_application::ports::{KeyMaterial, KeyStore, RepositoryError, StoredKey};
-use sqlx::PgPool;
+use authgate_domain::Timestamp;
+use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::error::unavailable;
 use crate::rows::{KeyRow, decode_all};
@@ -55,31 +56,35 @@ impl KeyStore for PgKeyStore {
 
     async fn rotate(&self, key: &StoredKey) -> Result<(), RepositoryError> {
         let mut transaction = self.pool.begin().await.map_err(unavailable)?;
-        // Racing rotations take turns, and each one's UPDATE (a new snapshot) retires the key
-        // the previous turn inserted; without the lock the second insert would collide with
-        // the first on the partial unique index.
-        sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *transaction)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query("UPDATE signing_keys SET retired_at = to_timestamp($2) WHERE alg = $1 AND retired_at IS NULL")
-            .bind(key.algorithm.as_str())
-            .bind(key.created_at.unix())
-            .execute(&mut *transaction)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) \
-             VALUES ($1, $2, $3, to_timestamp($4), NULL)",
+        lock_keys(&mut transaction).await?;
+        retire_and_insert(&mut transaction, key).await?;
+        transaction.commit().await.map_err(unavailable)
+    }
+
+    async fn rotate_if_due(
+        &self,
+        key: &StoredKey,
+        created_before: Timestamp,
+    ) -> Result<bool, RepositoryError> {
+        let mut transaction = self.pool.begin().await.map_err(unavailable)?;
+        // Under the lock, this SELECT (a new snapshot) sees any key a racing instance stored
+        // in its turn, so only the first of them finds the old key due.
+        lock_keys(&mut transaction).await?;
+        let active_created_at = sqlx::query_scalar::<_, i64>(
+            "SELECT extract(epoch FROM created_at)::bigint FROM signing_keys \
+             WHERE alg = $1 AND retired_at IS NULL",
         )
-        .bind(key.kid.as_str())
         .bind(key.algorithm.as_str())
-        .bind(key.private_key.0.as_slice())
-        .bind(key.created_at.unix())
-        .execute(&mut *transaction)
+        .fetch_optional(&mut *transaction)
         .await
         .map_err(unavailable)?;
-        transaction.commit().await.map_err(unavailable)
+        if active_created_at.is_some_and(|created_at| created_at >= created_before.unix()) {
+            transaction.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        }
+        retire_and_insert(&mut transaction, key).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn secret(
@@ -103,4 +108,46 @@ impl KeyStore for PgKeyStore {
                 .map_err(unavailable)?;
         Ok(KeyMaterial(value))
     }
+}
+
+/// Makes the transaction's writers of `signing_keys` take turns with every other writer.
+///
+/// Each turn's statements (new snapshots at READ COMMITTED) see what the previous turn stored:
+/// a rotation retires the key the previous rotation inserted, where without the lock the second
+/// insert would collide with the first on the partial unique index. The mode conflicts with
+/// itself and with the plain INSERT of `insert_if_no_active`, not with readers.
+async fn lock_keys(transaction: &mut Transaction<'_, Postgres>) -> Result<(), RepositoryError> {
+    sqlx::query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut **transaction)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// Retires the active key for `key.algorithm` at `key.created_at` and stores `key` as active,
+/// inside the caller's transaction.
+async fn retire_and_insert(
+    transaction: &mut Transaction<'_, Postgres>,
+    key: &StoredKey,
+) -> Result<(), RepositoryError> {
+    sqlx::query(
+        "UPDATE signing_keys SET retired_at = to_timestamp($2) WHERE alg = $1 AND retired_at IS NULL",
+    )
+    .bind(key.algorithm.as_str())
+    .bind(key.created_at.unix())
+    .execute(&mut **transaction)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) \
+         VALUES ($1, $2, $3, to_timestamp($4), NULL)",
+    )
+    .bind(key.kid.as_str())
+    .bind(key.algorithm.as_str())
+    .bind(key.private_key.0.as_slice())
+    .bind(key.created_at.unix())
+    .execute(&mut **transaction)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }

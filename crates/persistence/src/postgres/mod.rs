@@ -10,6 +10,7 @@
 mod denylist;
 mod keys;
 mod refresh_tokens;
+mod throttle;
 mod users;
 
 use std::str::FromStr;
@@ -28,6 +29,7 @@ use crate::{PoolOptions, Repositories};
 pub(crate) use denylist::PgDenylist;
 pub(crate) use keys::PgKeyStore;
 pub(crate) use refresh_tokens::PgRefreshTokenStore;
+pub(crate) use throttle::PgLoginThrottle;
 pub(crate) use users::PgUserRepository;
 
 /// The PostgreSQL migrations, embedded at compile time.

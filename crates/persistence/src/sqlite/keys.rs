@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use authgate_application::ports::{KeyMaterial, KeyStore, RepositoryError, StoredKey};
-use sqlx::SqlitePool;
+use authgate_domain::Timestamp;
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::BEGIN_IMMEDIATE;
 use crate::error::unavailable;
@@ -57,25 +58,36 @@ impl KeyStore for SqliteKeyStore {
             .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(unavailable)?;
-        sqlx::query(
-            "UPDATE signing_keys SET retired_at = ?2 WHERE alg = ?1 AND retired_at IS NULL",
-        )
-        .bind(key.algorithm.as_str())
-        .bind(key.created_at.unix())
-        .execute(&mut *transaction)
-        .await
-        .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, NULL)",
-        )
-        .bind(key.kid.as_str())
-        .bind(key.algorithm.as_str())
-        .bind(key.private_key.0.as_slice())
-        .bind(key.created_at.unix())
-        .execute(&mut *transaction)
-        .await
-        .map_err(unavailable)?;
+        retire_and_insert(&mut transaction, key).await?;
         transaction.commit().await.map_err(unavailable)
+    }
+
+    async fn rotate_if_due(
+        &self,
+        key: &StoredKey,
+        created_before: Timestamp,
+    ) -> Result<bool, RepositoryError> {
+        // BEGIN IMMEDIATE takes the write lock before the read, so racing instances take turns
+        // and each later one reads the key the earlier one stored.
+        let mut transaction = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(unavailable)?;
+        let active_created_at = sqlx::query_scalar::<_, i64>(
+            "SELECT created_at FROM signing_keys WHERE alg = ?1 AND retired_at IS NULL",
+        )
+        .bind(key.algorithm.as_str())
+        .fetch_optional(&mut *transaction)
+        .await
+        .map_err(unavailable)?;
+        if active_created_at.is_some_and(|created_at| created_at >= created_before.unix()) {
+            transaction.rollback().await.map_err(unavailable)?;
+            return Ok(false);
+        }
+        retire_and_insert(&mut transaction, key).await?;
+        transaction.commit().await.map_err(unavailable)?;
+        Ok(true)
     }
 
     async fn secret(
@@ -98,4 +110,29 @@ impl KeyStore for SqliteKeyStore {
                 .map_err(unavailable)?;
         Ok(KeyMaterial(value))
     }
+}
+
+/// Retires the active key for `key.algorithm` at `key.created_at` and stores `key` as active,
+/// inside the caller's transaction.
+async fn retire_and_insert(
+    transaction: &mut Transaction<'_, Sqlite>,
+    key: &StoredKey,
+) -> Result<(), RepositoryError> {
+    sqlx::query("UPDATE signing_keys SET retired_at = ?2 WHERE alg = ?1 AND retired_at IS NULL")
+        .bind(key.algorithm.as_str())
+        .bind(key.created_at.unix())
+        .execute(&mut **transaction)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, private_key, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, NULL)",
+    )
+    .bind(key.kid.as_str())
+    .bind(key.algorithm.as_str())
+    .bind(key.private_key.0.as_slice())
+    .bind(key.created_at.unix())
+    .execute(&mut **transaction)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }
