@@ -254,7 +254,8 @@ pub enum Call {
     },
 }
 
-/// The measured window: requests that start at or after `start` and finish by `end` count.
+/// The measured window: requests that finish between `start` and `end` count (completions
+/// per second, as wrk counts them: no bias from requests that straddle either edge).
 /// Workers start at once; the time before `start` is the warm-up.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
@@ -275,8 +276,8 @@ impl Window {
         }
     }
 
-    fn counts(&self, started: Instant, finished: Instant) -> bool {
-        started >= self.start && finished <= self.end
+    fn counts(&self, finished: Instant) -> bool {
+        self.start <= finished && finished <= self.end
     }
 }
 
@@ -392,7 +393,7 @@ impl Worker {
                 continue;
             };
             let finished = Instant::now();
-            if window.counts(started, finished) {
+            if window.counts(finished) {
                 tally.record(outcome, finished - started);
             }
         }
@@ -418,7 +419,7 @@ impl Worker {
                 continue;
             };
             let finished = Instant::now();
-            if window.counts(scheduled, finished) {
+            if window.counts(finished) {
                 tally.scheduled.record(outcome, finished - scheduled);
                 tally.service.record(outcome, finished - sent);
             }

@@ -13,8 +13,9 @@
 //!
 //! Each workload warms up, then is measured for a fixed window, and prints one line; the
 //! results, with the date, core count, git commit and machine load, go to
-//! `target/bench/latest.json`. The figures are only as quiet as the machine: the load
-//! generator shares the cores with the server, and so does anything else running.
+//! `target/bench/latest.json` and `target/bench/run-<unix time>[-quick].json`. The figures
+//! are only as quiet as the machine: the load generator shares the cores with the server,
+//! and so does anything else running.
 
 mod argon;
 mod load;
@@ -79,6 +80,9 @@ pub struct Options {
 struct Phases {
     warmup: Duration,
     duration: Duration,
+    /// Slices the password grant and the Argon2 ceiling alternate in (see
+    /// [`Bench::token_and_ceiling`]).
+    slices: u32,
 }
 
 impl Phases {
@@ -87,11 +91,13 @@ impl Phases {
             Self {
                 warmup: Duration::from_millis(500),
                 duration: Duration::from_millis(2500),
+                slices: 2,
             }
         } else {
             Self {
                 warmup: Duration::from_secs(2),
                 duration: Duration::from_secs(10),
+                slices: 5,
             }
         }
     }
@@ -205,17 +211,15 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             READ_CONNECTIONS
         ],
     )?;
-    let token = bench.closed(
-        "token_password",
-        &format!("{PASSWORD_CONNECTIONS} conns"),
-        (0..PASSWORD_CONNECTIONS)
+    let (token, ceiling) = bench.token_and_ceiling(
+        &(0..PASSWORD_CONNECTIONS)
             .map(|index| {
                 let form = setup.logins[index % setup.logins.len()].clone();
                 (Call::PasswordGrant { form }, LOOPBACK)
             })
-            .collect(),
+            .collect::<Vec<_>>(),
+        cores,
     )?;
-    let ceiling = bench.argon2(cores)?;
     let refresh = bench.closed(
         "token_refresh",
         &format!("{REFRESH_CONNECTIONS} conns"),
@@ -314,14 +318,19 @@ pub fn run(options: Options) -> anyhow::Result<()> {
             "checks": verdicts.iter().map(Verdict::to_json).collect::<Vec<_>>(),
         },
     });
-    let path = target_dir().join("bench").join("latest.json");
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+    // `latest.json` for tools, and a copy per run so that runs can be compared later.
+    let folder = target_dir().join("bench");
+    std::fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let text = serde_json::to_string_pretty(&report).context("rendering the report")? + "\n";
+    let kept = folder.join(format!(
+        "run-{}{}.json",
+        now.as_secs(),
+        if options.quick { "-quick" } else { "" }
+    ));
+    for path in [folder.join("latest.json"), kept] {
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
     }
-    let text = serde_json::to_string_pretty(&report).context("rendering the report")?;
-    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {}", path.display());
     Ok(())
 }
 
@@ -479,22 +488,62 @@ impl Bench<'_> {
         Ok(summary)
     }
 
-    /// Workload 4: the Argon2id ceiling, in this process, while the server idles.
-    fn argon2(&mut self, threads: usize) -> anyhow::Result<Summary> {
+    /// Workloads 3 and 4: the password grant and its ceiling, the raw Argon2id rate on
+    /// `threads` threads in this process (the server idles meanwhile). Their ratio is the
+    /// figure that matters, and on a shared machine the background load drifts over a
+    /// minute, so they alternate in [`Phases::slices`] slices that add up to one window each:
+    /// both see the same conditions.
+    fn token_and_ceiling(
+        &mut self,
+        plan: &[(Call, IpAddr)],
+        threads: usize,
+    ) -> anyhow::Result<(Summary, Summary)> {
+        let slices = self.phases.slices.max(1);
+        let slice = Phases {
+            warmup: self.phases.warmup / slices,
+            duration: self.phases.duration / slices,
+            slices: 1,
+        };
         let rss_start = self.reset_rss()?;
-        let tally = argon::ceiling(threads, self.phases.warmup, self.phases.duration)?;
-        let summary = tally.summarize(self.phases.duration);
+        let mut token = stats::Tally::default();
+        let mut ceiling = stats::Tally::default();
+        for _ in 0..slices {
+            let workers = self
+                .runtime
+                .block_on(load::prepare(self.target, plan.to_vec()))
+                .context("preparing token_password")?;
+            let window = slice.window();
+            token.merge(
+                self.runtime
+                    .block_on(async { load::gather(load::spawn_closed(workers, window)).await })?,
+            );
+            ceiling.merge(argon::ceiling(threads, slice.warmup, slice.duration)?);
+        }
+        let token = token.summarize(self.phases.duration);
+        let ceiling = ceiling.summarize(self.phases.duration);
         let rss = self.peak_rss()?;
-        let shape = format!("{threads} threads");
+        let token_shape = format!("{} conns, {slices} slices", plan.len());
+        let ceiling_shape = format!("{threads} threads, {slices} slices");
         println!(
-            "{} (server idle)",
-            line("argon2_ceiling", &shape, "verif/s", &summary, Some(rss))
+            "{}",
+            line("token_password", &token_shape, "req/s", &token, Some(rss))
         );
-        let mut value = summary.to_json(Some(rss));
-        value["shape"] = json!(shape);
-        value["rss_start_mib"] = json!(round(rss_start, 1));
-        self.results.insert("argon2_ceiling".to_owned(), value);
-        Ok(summary)
+        println!(
+            "{}  (in xtask, server idle)",
+            line("argon2_ceiling", &ceiling_shape, "verif/s", &ceiling, None)
+        );
+        for (name, summary, shape, rss) in [
+            ("token_password", token, token_shape, Some(rss)),
+            ("argon2_ceiling", ceiling, ceiling_shape, None),
+        ] {
+            let mut value = summary.to_json(rss);
+            value["shape"] = json!(shape);
+            if rss.is_some() {
+                value["rss_start_mib"] = json!(round(rss_start, 1));
+            }
+            self.results.insert(name.to_owned(), value);
+        }
+        Ok((token, ceiling))
     }
 
     /// Workload 6: the login storm, with `/users/me` probed open-loop throughout.
