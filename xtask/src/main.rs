@@ -97,7 +97,8 @@ fn ci() -> anyhow::Result<()> {
     test.args(["test", "--workspace", "--locked"]);
     run(test)?;
     tidy::run(&root())?;
-    openapi(true)
+    openapi(true)?;
+    bench::run(bench::Options { quick: true })
 }
 
 /// Writes the generated OpenAPI document to `openapi.json`, or with `check` fails when the
