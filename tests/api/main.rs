@@ -14,6 +14,7 @@ mod hygiene;
 mod instances;
 mod rotation;
 mod sessions;
+mod slow_clients;
 mod throttling;
 mod tls;
 mod token;

@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use authgate_domain::{AccessClaims, ClaimsRejection, Scope, ScopeSet, TokenPolicy, User};
 
-use crate::ports::{
-    AccessTokenDenylist, BoxError, Clock, TokenFormatError, TokenSigner, UserRepository,
-};
+use crate::ports::{BearerLookup, BoxError, Clock, TokenFormatError, TokenSigner};
 
 /// An authenticated caller: the verified claims and the user as stored now.
 #[derive(Debug, Clone)]
@@ -52,8 +50,7 @@ pub enum AuthenticationError {
 /// Authenticates bearer tokens.
 pub struct AuthenticateBearer {
     signer: Arc<dyn TokenSigner>,
-    denylist: Arc<dyn AccessTokenDenylist>,
-    users: Arc<dyn UserRepository>,
+    lookup: Arc<dyn BearerLookup>,
     clock: Arc<dyn Clock>,
     policy: TokenPolicy,
 }
@@ -61,15 +58,13 @@ pub struct AuthenticateBearer {
 impl AuthenticateBearer {
     pub(crate) fn new(
         signer: Arc<dyn TokenSigner>,
-        denylist: Arc<dyn AccessTokenDenylist>,
-        users: Arc<dyn UserRepository>,
+        lookup: Arc<dyn BearerLookup>,
         clock: Arc<dyn Clock>,
         policy: TokenPolicy,
     ) -> Self {
         Self {
             signer,
-            denylist,
-            users,
+            lookup,
             clock,
             policy,
         }
@@ -86,20 +81,16 @@ impl AuthenticateBearer {
     pub async fn execute(&self, token: &str) -> Result<Principal, AuthenticationError> {
         let claims = self.signer.verify(token).await?;
         self.policy.check_claims(&claims, self.clock.now())?;
-        if self
-            .denylist
-            .is_denied(&claims.jwt_id)
+        // One round trip for both reads: this runs on every authenticated request.
+        let subject = self
+            .lookup
+            .bearer_subject(claims.subject, &claims.jwt_id)
             .await
-            .map_err(|error| AuthenticationError::Internal(error.into()))?
-        {
+            .map_err(|error| AuthenticationError::Internal(error.into()))?;
+        if subject.revoked {
             return Err(ClaimsRejection::Revoked.into());
         }
-        let user = self
-            .users
-            .find_by_id(claims.subject)
-            .await
-            .map_err(|error| AuthenticationError::Internal(error.into()))?
-            .ok_or(ClaimsRejection::UnknownUser)?;
+        let user = subject.user.ok_or(ClaimsRejection::UnknownUser)?;
         TokenPolicy::check_session(&claims, &user)?;
         Ok(Principal { user, claims })
     }
@@ -110,39 +101,22 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ports::RepositoryError;
+    use crate::ports::{BearerSubject, RepositoryError};
     use crate::services::fixtures::{
-        NOW, access_token, claims_for, ports, settings, token_policy, user,
+        NOW, access_token, bearer_lookup_finding, claims_for, ports, settings, token_policy, user,
     };
     use crate::services::{Ports, UseCases};
-    use crate::testing::{
-        FakeSigner, FixedClock, MockAccessTokenDenylist, MockTokenSigner, MockUserRepository,
-    };
+    use crate::testing::{FakeSigner, FixedClock, MockBearerLookup, MockTokenSigner};
 
     fn authenticate(ports: Ports) -> Arc<AuthenticateBearer> {
         UseCases::new(ports, settings()).authenticate
-    }
-
-    fn denying(denied: bool) -> MockAccessTokenDenylist {
-        let mut denylist = MockAccessTokenDenylist::new();
-        denylist.expect_is_denied().returning(move |_| Ok(denied));
-        denylist
-    }
-
-    fn users_finding(user: Option<User>) -> MockUserRepository {
-        let mut users = MockUserRepository::new();
-        users
-            .expect_find_by_id()
-            .returning(move |_| Ok(user.clone()));
-        users
     }
 
     /// Ports that sign with `signer`, revoke nothing and store `user` as given.
     fn bearer_ports(signer: &Arc<FakeSigner>, user: Option<User>) -> Ports {
         Ports {
             signer: signer.clone(),
-            denylist: Arc::new(denying(false)),
-            users: Arc::new(users_finding(user)),
+            bearer_lookup: Arc::new(bearer_lookup_finding(user, false)),
             ..ports()
         }
     }
@@ -213,15 +187,39 @@ mod tests {
         let alice = user("alice");
         let signer = Arc::new(FakeSigner::default());
         let token = access_token(&signer, &alice, "jti-1").await;
-        let mut denylist = MockAccessTokenDenylist::new();
-        denylist
-            .expect_is_denied()
-            .withf(|jwt_id| jwt_id == "jti-1")
+        let mut lookup = MockBearerLookup::new();
+        let stored = alice.clone();
+        lookup
+            .expect_bearer_subject()
+            .withf(move |user_id, jwt_id| *user_id == alice.id && jwt_id == "jti-1")
             .times(1)
-            .returning(|_| Ok(true));
+            .returning(move |_, _| {
+                Ok(BearerSubject {
+                    user: Some(stored.clone()),
+                    revoked: true,
+                })
+            });
         let authenticate = authenticate(Ports {
-            denylist: Arc::new(denylist),
-            ..bearer_ports(&signer, Some(alice))
+            bearer_lookup: Arc::new(lookup),
+            ..bearer_ports(&signer, None)
+        });
+
+        let result = authenticate.execute(&token).await;
+
+        assert!(matches!(
+            result,
+            Err(AuthenticationError::Rejected(ClaimsRejection::Revoked))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_of_a_deleted_user_is_rejected_as_revoked() {
+        let alice = user("alice");
+        let signer = Arc::new(FakeSigner::default());
+        let token = access_token(&signer, &alice, "jti-1").await;
+        let authenticate = authenticate(Ports {
+            bearer_lookup: Arc::new(bearer_lookup_finding(None, true)),
+            ..bearer_ports(&signer, None)
         });
 
         let result = authenticate.execute(&token).await;
@@ -314,35 +312,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_denylist_is_internal() {
+    async fn a_failing_bearer_lookup_is_internal() {
         let alice = user("alice");
         let signer = Arc::new(FakeSigner::default());
         let token = access_token(&signer, &alice, "jti-1").await;
-        let mut denylist = MockAccessTokenDenylist::new();
-        denylist
-            .expect_is_denied()
-            .returning(|_| Err(RepositoryError::Unavailable("database down".into())));
+        let mut lookup = MockBearerLookup::new();
+        lookup
+            .expect_bearer_subject()
+            .returning(|_, _| Err(RepositoryError::Unavailable("database down".into())));
         let authenticate = authenticate(Ports {
-            denylist: Arc::new(denylist),
-            ..bearer_ports(&signer, Some(alice))
-        });
-
-        let result = authenticate.execute(&token).await;
-
-        assert!(matches!(result, Err(AuthenticationError::Internal(_))));
-    }
-
-    #[tokio::test]
-    async fn a_failing_user_repository_is_internal() {
-        let alice = user("alice");
-        let signer = Arc::new(FakeSigner::default());
-        let token = access_token(&signer, &alice, "jti-1").await;
-        let mut users = MockUserRepository::new();
-        users
-            .expect_find_by_id()
-            .returning(|_| Err(RepositoryError::Unavailable("database down".into())));
-        let authenticate = authenticate(Ports {
-            users: Arc::new(users),
+            bearer_lookup: Arc::new(lookup),
             ..bearer_ports(&signer, Some(alice))
         });
 

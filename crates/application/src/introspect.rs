@@ -139,21 +139,14 @@ mod tests {
     use super::*;
     use crate::ports::{RefreshFamily, RepositoryError};
     use crate::services::fixtures::{
-        NOW, access_token, family_of, ports, refresh_hash, settings, token_policy, user,
+        NOW, access_token, bearer_lookup_finding, family_of, ports, refresh_hash, settings,
+        token_policy, user,
     };
     use crate::services::{Ports, UseCases};
-    use crate::testing::{
-        FakeSigner, MockAccessTokenDenylist, MockRefreshTokenStore, MockUserRepository,
-    };
+    use crate::testing::{FakeSigner, MockBearerLookup, MockRefreshTokenStore, MockUserRepository};
 
     fn introspect(ports: Ports) -> IntrospectToken {
         UseCases::new(ports, settings()).introspect
-    }
-
-    fn denying(denied: bool) -> MockAccessTokenDenylist {
-        let mut denylist = MockAccessTokenDenylist::new();
-        denylist.expect_is_denied().returning(move |_| Ok(denied));
-        denylist
     }
 
     fn users_finding(user: Option<User>) -> MockUserRepository {
@@ -183,8 +176,8 @@ mod tests {
     ) -> Ports {
         Ports {
             signer: signer.clone(),
+            bearer_lookup: Arc::new(bearer_lookup_finding(user.clone(), false)),
             users: Arc::new(users_finding(user)),
-            denylist: Arc::new(denying(false)),
             refresh_tokens: Arc::new(store_with(family)),
             ..ports()
         }
@@ -290,7 +283,7 @@ mod tests {
         let signer = Arc::new(FakeSigner::default());
         let token = access_token(&signer, &alice, "jti-1").await;
         let introspect = introspect(Ports {
-            denylist: Arc::new(denying(true)),
+            bearer_lookup: Arc::new(bearer_lookup_finding(Some(alice.clone()), true)),
             ..introspection_ports(&signer, Some(alice), None)
         });
 
@@ -367,12 +360,12 @@ mod tests {
         let alice = user("alice");
         let signer = Arc::new(FakeSigner::default());
         let token = access_token(&signer, &alice, "jti-1").await;
-        let mut denylist = MockAccessTokenDenylist::new();
-        denylist
-            .expect_is_denied()
-            .returning(|_| Err(RepositoryError::Unavailable("database down".into())));
+        let mut lookup = MockBearerLookup::new();
+        lookup
+            .expect_bearer_subject()
+            .returning(|_, _| Err(RepositoryError::Unavailable("database down".into())));
         let introspect = introspect(Ports {
-            denylist: Arc::new(denylist),
+            bearer_lookup: Arc::new(lookup),
             ..introspection_ports(&signer, Some(alice), None)
         });
 

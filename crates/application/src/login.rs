@@ -110,6 +110,19 @@ impl LoginWithPassword {
             tracing::warn!(client.address = ?request.client_address, "login attempt throttled");
             return Err(LoginError::Throttled { retry_after });
         }
+        // Refuse before the user lookup when hashing is saturated: in a login storm every
+        // doomed attempt would otherwise cost a database round trip, taken from the bearer
+        // requests that share the pool. The attempt reached no verdict, so it is given back.
+        if !self.hasher.has_capacity() {
+            if let Err(give_back) = self
+                .throttle
+                .give_back(&throttle_key, request.client_address, now)
+                .await
+            {
+                tracing::warn!(error = %give_back, "giving back a login attempt failed");
+            }
+            return Err(LoginError::Busy);
+        }
 
         let credentials = match username {
             Ok(username) => self
@@ -286,6 +299,7 @@ mod tests {
             .times(1)
             .returning(|_| Ok(None));
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher
             .expect_verify()
             .withf(|_, hash| *hash == decoy_hash())
@@ -307,6 +321,7 @@ mod tests {
         let mut users = MockUserRepository::new();
         users.expect_find_credentials().returning(|_| Ok(None));
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher.expect_verify().times(1).returning(|_, _| Ok(MATCH));
         let login = login(Ports {
             users: Arc::new(users),
@@ -324,6 +339,7 @@ mod tests {
         let mut users = MockUserRepository::new();
         users.expect_find_credentials().never();
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher
             .expect_verify()
             .withf(|_, hash| *hash == decoy_hash())
@@ -354,6 +370,7 @@ mod tests {
     async fn wrong_password_is_invalid_credentials() {
         let alice = user("alice");
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher
             .expect_verify()
             .times(1)
@@ -485,6 +502,7 @@ mod tests {
     async fn busy_hasher_is_reported_as_busy() {
         let alice = user("alice");
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher
             .expect_verify()
             .returning(|_, _| Err(HashError::Busy));
@@ -502,6 +520,7 @@ mod tests {
     async fn a_failing_hasher_is_internal() {
         let alice = user("alice");
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher
             .expect_verify()
             .returning(|_, _| Err(HashError::Internal("unparsable hash".into())));
@@ -541,6 +560,7 @@ mod tests {
         let mut users = users_knowing(&alice);
         users.expect_upgrade_password_hash().never();
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher.expect_verify().times(1).returning(|_, _| Ok(MATCH));
         hasher.expect_hash().never();
         let login = login(Ports {
@@ -719,6 +739,7 @@ mod throttling_tests {
                 })
             });
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher.expect_verify().never();
         let login = UseCases::new(
             Ports {
@@ -823,6 +844,7 @@ mod give_back_tests {
             .returning(|_, _, _| Ok(()));
         throttle.expect_record_success().never();
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher
             .expect_verify()
             .returning(|_, _| Err(HashError::Busy));
@@ -844,6 +866,48 @@ mod give_back_tests {
                 scope: None,
                 client_id: ClientId::default_client(),
                 client_address: None,
+            })
+            .await;
+
+        assert!(matches!(result, Err(LoginError::Busy)));
+    }
+
+    #[tokio::test]
+    async fn a_saturated_hasher_is_busy_before_any_lookup_and_gives_the_attempt_back() {
+        let mut users = MockUserRepository::new();
+        users.expect_find_credentials().never();
+        let mut throttle = MockLoginThrottle::new();
+        throttle
+            .expect_begin_attempt()
+            .times(1)
+            .returning(|_, _, _| Ok(ThrottleDecision::Allowed));
+        throttle
+            .expect_give_back()
+            .withf(|username, address, _| username == "alice" && address.is_some())
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        throttle.expect_record_success().never();
+        let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().times(1).return_const(false);
+        hasher.expect_verify().never();
+        let login = UseCases::new(
+            Ports {
+                throttle: Arc::new(throttle),
+                hasher: Arc::new(hasher),
+                users: Arc::new(users),
+                ..ports()
+            },
+            settings(),
+        )
+        .login;
+
+        let result = login
+            .execute(LoginRequest {
+                username: "ALICE".into(),
+                password: Password::new(PASSWORD.into()),
+                scope: None,
+                client_id: ClientId::default_client(),
+                client_address: Some("192.0.2.7".parse().expect("an address")),
             })
             .await;
 

@@ -11,8 +11,8 @@ use crate::issuer::TokenIssuer;
 use crate::login::LoginWithPassword;
 use crate::password::ChangePassword;
 use crate::ports::{
-    AccessTokenDenylist, BoxError, Clock, HealthProbe, IdGenerator, LoginThrottle, PasswordHasher,
-    PublicJwk, RefreshTokenCodec, RefreshTokenStore, TokenSigner, UserRepository,
+    AccessTokenDenylist, BearerLookup, BoxError, Clock, HealthProbe, IdGenerator, LoginThrottle,
+    PasswordHasher, PublicJwk, RefreshTokenCodec, RefreshTokenStore, TokenSigner, UserRepository,
 };
 use crate::refresh::RefreshAccessToken;
 use crate::revoke::RevokeToken;
@@ -27,6 +27,9 @@ pub struct Ports {
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     /// Revoked access tokens.
     pub denylist: Arc<dyn AccessTokenDenylist>,
+    /// The user and denylist reads of bearer authentication, in one round trip; over the
+    /// same data as `users` and `denylist`.
+    pub bearer_lookup: Arc<dyn BearerLookup>,
     /// Login-attempt counters.
     pub throttle: Arc<dyn LoginThrottle>,
     /// Database liveness.
@@ -105,8 +108,7 @@ impl UseCases {
         });
         let authenticate = Arc::new(AuthenticateBearer::new(
             ports.signer.clone(),
-            ports.denylist.clone(),
-            ports.users.clone(),
+            ports.bearer_lookup,
             ports.clock.clone(),
             settings.token_policy.clone(),
         ));
@@ -209,11 +211,13 @@ pub(crate) mod fixtures {
 
     use super::{Ports, Settings};
     use crate::ports::{
-        RefreshFamily, RefreshToken, RefreshTokenCodec, RefreshTokenHash, TokenSigner,
+        BearerSubject, RefreshFamily, RefreshToken, RefreshTokenCodec, RefreshTokenHash,
+        TokenSigner,
     };
     use crate::testing::{
         FakeRefreshCodec, FakeSigner, FixedClock, InsecureHasher, MockAccessTokenDenylist,
-        MockHealthProbe, MockRefreshTokenStore, MockUserRepository, SequentialIds,
+        MockBearerLookup, MockHealthProbe, MockRefreshTokenStore, MockUserRepository,
+        SequentialIds,
     };
 
     /// The instant every test starts at.
@@ -258,6 +262,7 @@ pub(crate) mod fixtures {
             users: Arc::new(MockUserRepository::new()),
             refresh_tokens: Arc::new(MockRefreshTokenStore::new()),
             denylist: Arc::new(MockAccessTokenDenylist::new()),
+            bearer_lookup: Arc::new(MockBearerLookup::new()),
             health: Arc::new(MockHealthProbe::new()),
             hasher: Arc::new(InsecureHasher::default()),
             signer: Arc::new(FakeSigner::default()),
@@ -265,6 +270,19 @@ pub(crate) mod fixtures {
             clock: Arc::new(FixedClock::at_unix(NOW.unix())),
             ids: Arc::new(SequentialIds::default()),
         }
+    }
+
+    /// A bearer lookup that finds `user` (whoever is asked for) and answers `revoked` for
+    /// every token id.
+    pub(crate) fn bearer_lookup_finding(user: Option<User>, revoked: bool) -> MockBearerLookup {
+        let mut lookup = MockBearerLookup::new();
+        lookup.expect_bearer_subject().returning(move |_, _| {
+            Ok(BearerSubject {
+                user: user.clone(),
+                revoked,
+            })
+        });
+        lookup
     }
 
     /// An enabled user with the default scopes, in session epoch 4 (so that a token of
@@ -333,8 +351,8 @@ mod tests {
     use super::*;
     use crate::ports::{PublicKeyParams, RefreshToken, SigningAlgorithm, UserPatch};
     use crate::testing::{
-        FixedClock, InMemoryDenylist, InMemoryRefreshTokenStore, InMemoryUserRepository,
-        MockAccessTokenDenylist, MockRefreshTokenStore, MockTokenSigner,
+        FixedClock, InMemoryBearerLookup, InMemoryDenylist, InMemoryRefreshTokenStore,
+        InMemoryUserRepository, MockAccessTokenDenylist, MockRefreshTokenStore, MockTokenSigner,
     };
     use crate::{
         AuthenticationError, CreateUserRequest, IssuedTokens, LoginError, LoginRequest,
@@ -353,10 +371,13 @@ mod tests {
         /// A service whose only user is `alice`, with [`PASSWORD`].
         async fn with_alice() -> Self {
             let clock = Arc::new(FixedClock::at_unix(NOW.unix()));
+            let users = Arc::new(InMemoryUserRepository::new());
+            let denylist = Arc::new(InMemoryDenylist::new());
             let ports = Ports {
-                users: Arc::new(InMemoryUserRepository::new()),
+                bearer_lookup: Arc::new(InMemoryBearerLookup::new(users.clone(), denylist.clone())),
+                users,
                 refresh_tokens: Arc::new(InMemoryRefreshTokenStore::new()),
-                denylist: Arc::new(InMemoryDenylist::new()),
+                denylist,
                 clock: clock.clone(),
                 ..ports()
             };

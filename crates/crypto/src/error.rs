@@ -16,6 +16,9 @@ pub enum CryptoError {
     /// The hashing concurrency limits are unusable.
     #[error("invalid password-hashing limits: {0}")]
     HashingLimits(&'static str),
+    /// A password-hashing thread could not be started, or its memory not allocated.
+    #[error("could not set up the password-hashing threads")]
+    HashingPool(#[source] BoxError),
     /// HS256 was configured without a secret, or with one that is too short.
     #[error("HS256 signing needs AUTHGATE_JWT_SECRET of at least {min_bytes} bytes")]
     WeakHs256Secret {

@@ -105,11 +105,16 @@ impl PublicParams {
     /// The RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order,
     /// without whitespace. Every member is base64url, so no JSON escaping is needed.
     pub(crate) fn kid_thumbprint(&self) -> String {
+        base64url(&self.thumbprint())
+    }
+
+    /// The RFC 7638 thumbprint as bytes: names the public key, whatever its `kid`.
+    pub(crate) fn thumbprint(&self) -> [u8; 32] {
         let canonical = match self {
             Self::Ed25519 { x } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
             Self::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
         };
-        base64url(&Sha256::digest(canonical.as_bytes()))
+        Sha256::digest(canonical.as_bytes()).into()
     }
 
     /// The JWKS entry for this key under `kid`.

@@ -16,6 +16,7 @@ mod provider;
 mod random;
 mod refresh;
 mod signer;
+mod verified_cache;
 
 #[cfg(test)]
 mod test_support;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::keys::{ParsedKey, generate_key};
 use crate::random::{base64url, from_base64url};
+use crate::verified_cache::{KeyFingerprint, TokenDigest, VerifiedCache, VerifiedToken};
 use crate::{CryptoError, ensure_crypto_provider};
 
 /// The shortest HS256 secret accepted: 256 bits, the HMAC-SHA256 output size (RFC 7518 §3.2).
@@ -34,6 +35,9 @@ const RETENTION_SLACK: Duration = TokenPolicy::MAX_LEEWAY.saturating_add(Duratio
 /// At most one key-store reload per this interval is triggered by unknown `kid`s, so forged
 /// tokens cannot turn into a database load.
 const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// Verified tokens remembered at most. An entry takes about half a KiB, so a full cache
+/// holds some 8 MiB; a token presented again after eviction is just verified afresh.
+const VERIFIED_CACHE_CAPACITY: usize = 16_384;
 
 /// How the [`JwtTokenSigner`] signs. `Debug` is redacted.
 #[derive(Clone)]
@@ -65,6 +69,10 @@ impl fmt::Debug for SignerConfig {
 /// Invariant: holds a key to sign with. Only the configured algorithm is ever accepted, and
 /// only keys of that algorithm that are active or retired less than `ttl + 90 s` ago verify.
 /// The key set is swapped whole on [`JwtTokenSigner::reload`]; verification never parses keys.
+/// A token that verified is remembered (by its SHA-256, until it expires) together with the
+/// key that verified it, and is answered from memory when presented again while that `kid`
+/// still names the same key material and the key still verifies, exactly as verifying it
+/// again would answer.
 pub struct JwtTokenSigner {
     algorithm: SigningAlgorithm,
     keys: Arc<dyn KeyStore>,
@@ -74,12 +82,14 @@ pub struct JwtTokenSigner {
     /// When an unknown `kid` last caused a reload; a tokio mutex so concurrent callers wait
     /// for the reload in flight and then see its result.
     unknown_kid_reload: tokio::sync::Mutex<Option<Instant>>,
+    /// Tokens whose signature verified; see [`VerifiedCache`].
+    verified: VerifiedCache,
 }
 
 impl fmt::Debug for JwtTokenSigner {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let keys = self.snapshot();
-        let kids: Vec<&str> = keys.verifying.iter().map(|key| key.kid.as_str()).collect();
+        let kids: Vec<&str> = keys.verifying.iter().map(|key| &*key.kid).collect();
         formatter
             .debug_struct("JwtTokenSigner")
             .field("algorithm", &self.algorithm)
@@ -140,6 +150,7 @@ impl JwtTokenSigner {
             access_token_ttl: config.access_token_ttl,
             current: RwLock::new(Arc::new(key_set)),
             unknown_kid_reload: tokio::sync::Mutex::new(None),
+            verified: VerifiedCache::new(VERIFIED_CACHE_CAPACITY),
         })
     }
 
@@ -229,6 +240,19 @@ impl TokenSigner for JwtTokenSigner {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenFormatError::Malformed);
         }
+        let now = self.clock.now();
+        let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
+        let mut keys = self.snapshot();
+        // The same bytes under the same key material verify the same way, so a token seen
+        // before skips parsing and the signature check, as long as its kid still leads to
+        // that material and the key still verifies now (a retired key's tokens stop here
+        // exactly when they would stop verifying).
+        if let Some(claims) = self.verified.get(&digest, now, |kid, fingerprint| {
+            keys.find(kid)
+                .is_some_and(|key| key.fingerprint == *fingerprint && key.verifies_at(now))
+        }) {
+            return Ok(claims);
+        }
         let mut parts = token.split('.');
         let (Some(encoded_header), Some(encoded_claims), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -238,8 +262,6 @@ impl TokenSigner for JwtTokenSigner {
         let header: JoseHeader = decode_json_part(encoded_header)?;
         self.verify_header(&header)?;
         let kid = header.kid.ok_or(TokenFormatError::UnknownKey)?;
-        let now = self.clock.now();
-        let mut keys = self.snapshot();
         if keys.find(&kid).is_none() {
             keys = self.reload_for_unknown_kid(&kid).await;
         }
@@ -263,7 +285,14 @@ impl TokenSigner for JwtTokenSigner {
                 });
             }
         }
-        decode_json_part::<WireClaims>(encoded_claims)?.into_domain()
+        let claims = decode_json_part::<WireClaims>(encoded_claims)?.into_domain()?;
+        let verified = VerifiedToken {
+            claims: claims.clone(),
+            kid: Arc::clone(&key.kid),
+            key: key.fingerprint,
+        };
+        self.verified.insert(digest, verified, now);
+        Ok(claims)
     }
 
     async fn public_keys(&self) -> Vec<PublicJwk> {
@@ -311,7 +340,10 @@ struct SigningKey {
 }
 
 struct VerifyingKey {
-    kid: String,
+    kid: Arc<str>,
+    /// Names the key material behind `kid`: the public key's RFC 7638 thumbprint, or a
+    /// hash of the HS256 secret.
+    fingerprint: KeyFingerprint,
     decoding: DecodingKey,
     /// `None` for HS256, whose secret is never published.
     jwk: Option<PublicJwk>,
@@ -338,7 +370,7 @@ impl KeySet {
     }
 
     fn find(&self, kid: &str) -> Option<&VerifyingKey> {
-        self.verifying.iter().find(|key| key.kid == kid)
+        self.verifying.iter().find(|key| *key.kid == *kid)
     }
 
     /// The HS256 key set: the secret, under a `kid` derived from its hash.
@@ -361,7 +393,8 @@ impl KeySet {
                 encoding: EncodingKey::from_secret(secret).map_err(|_| weak())?,
             },
             verifying: vec![VerifyingKey {
-                kid,
+                kid: kid.into(),
+                fingerprint: digest.into(),
                 decoding: DecodingKey::from_secret(secret).map_err(|_| weak())?,
                 jwk: None,
                 verifies_until: None,
@@ -407,7 +440,8 @@ impl KeySet {
                 });
             }
             verifying.push(VerifyingKey {
-                kid: key.kid.clone(),
+                kid: key.kid.as_str().into(),
+                fingerprint: parsed.public.thumbprint(),
                 decoding: parsed.decoding,
                 jwk: Some(parsed.public.to_jwk(&key.kid, algorithm)),
                 verifies_until,
@@ -501,7 +535,7 @@ impl WireClaims {
 mod tests {
     use authgate_application::ports::{KeyMaterial, PublicKeyParams};
     use authgate_application::testing::FixedClock;
-    use authgate_domain::Scope;
+    use authgate_domain::{ClaimsRejection, Scope};
     use serde_json::{Value, json};
 
     use super::*;
@@ -1061,6 +1095,143 @@ mod tests {
         let verified = signer.verify(&signer.sign(&stale).await.unwrap()).await;
 
         assert_eq!(verified, Ok(stale));
+    }
+
+    /// Claims that stay unexpired for a day, so that only the key decides.
+    fn long_lived(now: i64) -> AccessClaims {
+        AccessClaims {
+            expires_at: Timestamp::from_unix(now + 86_400),
+            ..claims(now)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_presented_again_is_answered_from_the_cache_with_every_algorithm() {
+        for algorithm in [
+            SigningAlgorithm::EdDsa,
+            SigningAlgorithm::Rs256,
+            SigningAlgorithm::Hs256,
+        ] {
+            let signer = fixture(algorithm).await.signer;
+            let token = signer.sign(&claims(START)).await.unwrap();
+            let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
+
+            let first = signer.verify(&token).await;
+            let cached = signer
+                .verified
+                .get(&digest, Timestamp::from_unix(START), |_, _| true);
+            let second = signer.verify(&token).await;
+
+            assert_eq!(first, Ok(claims(START)), "{algorithm:?}");
+            assert_eq!(cached, Some(claims(START)), "{algorithm:?}");
+            assert_eq!(second, first, "{algorithm:?}");
+            assert_eq!(signer.verified.len(), 1, "{algorithm:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tampered_copy_of_a_cached_token_never_hits_the_cache() {
+        let signer = fixture(SigningAlgorithm::EdDsa).await.signer;
+        let token = signer.sign(&claims(START)).await.unwrap();
+        signer.verify(&token).await.unwrap();
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let (encoded_header, _) = message.split_once('.').unwrap();
+        let mut flipped = from_base64url(signature.as_bytes()).unwrap();
+        flipped[0] ^= 1;
+        let mut promoted = wire_claims();
+        promoted["scope"] = json!("profile:read users:read users:write");
+
+        for tampered in [
+            format!("{message}.{}", base64url(&flipped)),
+            format!("{encoded_header}.{}.{signature}", part(&promoted)),
+            format!("{token}A"),
+            token[..token.len() - 1].to_owned(),
+        ] {
+            for _ in 0..2 {
+                assert!(signer.verify(&tampered).await.is_err(), "{tampered}");
+            }
+        }
+
+        assert_eq!(signer.verified.len(), 1);
+        assert_eq!(signer.verify(&token).await, Ok(claims(START)));
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_leaves_the_cache_once_expired_and_its_claims_still_fail() {
+        let Fixture { clock, signer, .. } = fixture(SigningAlgorithm::EdDsa).await;
+        let token = signer.sign(&claims(START)).await.unwrap();
+        signer.verify(&token).await.unwrap();
+        let policy = TokenPolicy::new(
+            "http://127.0.0.1:8080".into(),
+            "authgate".into(),
+            TTL,
+            Duration::from_secs(86_400),
+        );
+        clock.advance(TTL + TokenPolicy::MAX_LEEWAY);
+
+        let verified = signer.verify(&token).await.unwrap();
+
+        assert_eq!(signer.verified.len(), 0);
+        assert!(matches!(
+            policy.check_claims(&verified, clock.now()),
+            Err(ClaimsRejection::Expired)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_outlives_reloads_but_not_its_keys_retention() {
+        let Fixture {
+            store,
+            clock,
+            signer,
+        } = fixture(SigningAlgorithm::EdDsa).await;
+        let token = signer.sign(&long_lived(START)).await.unwrap();
+        signer.verify(&token).await.unwrap();
+        clock.advance(Duration::from_secs(100));
+        store
+            .rotate(
+                &generate_key(SigningAlgorithm::EdDsa, Timestamp::from_unix(START + 100)).unwrap(),
+            )
+            .await
+            .unwrap();
+        signer.reload().await.unwrap();
+
+        let after_rotation = signer.verify(&token).await;
+        let cached_across_the_reload = signer.verified.len();
+        clock.advance(TTL + RETENTION_SLACK);
+        let after_retention = signer.verify(&token).await;
+
+        assert_eq!(after_rotation, Ok(long_lived(START)));
+        assert_eq!(cached_across_the_reload, 1);
+        assert_eq!(after_retention, Err(TokenFormatError::UnknownKey));
+        assert_eq!(signer.verified.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cached_token_whose_kid_now_names_other_key_material_is_verified_afresh() {
+        let signer = fixture(SigningAlgorithm::EdDsa).await.signer;
+        let token = signer.sign(&long_lived(START)).await.unwrap();
+        signer.verify(&token).await.unwrap();
+        let impostor = StoredKey {
+            kid: signer.snapshot().signing.kid.clone(),
+            algorithm: SigningAlgorithm::EdDsa,
+            private_key: KeyMaterial(ed25519_pkcs8_v1(&[9; 32])),
+            created_at: Timestamp::from_unix(START),
+            retired_at: None,
+        };
+        let swapped = KeySet::from_stored(
+            &[impostor],
+            SigningAlgorithm::EdDsa,
+            TTL,
+            Timestamp::from_unix(START),
+        )
+        .unwrap();
+        *signer.current.write().unwrap() = Arc::new(swapped);
+
+        let verified = signer.verify(&token).await;
+
+        assert_eq!(verified, Err(TokenFormatError::BadSignature));
+        assert_eq!(signer.verified.len(), 0);
     }
 
     #[tokio::test]

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use authgate_application::ports::{HealthProbe, PasswordHasher, TokenSigner};
 use authgate_application::testing::{
-    FakeRefreshCodec, FakeSigner, FixedClock, InMemoryDenylist, InMemoryHealthProbe,
-    InMemoryRefreshTokenStore, InMemoryUserRepository, InsecureHasher, SequentialIds,
+    FakeRefreshCodec, FakeSigner, FixedClock, InMemoryBearerLookup, InMemoryDenylist,
+    InMemoryHealthProbe, InMemoryRefreshTokenStore, InMemoryUserRepository, InsecureHasher,
+    SequentialIds,
 };
 use authgate_application::{CreateUserRequest, Ports, Settings, UseCases};
 use authgate_domain::{Password, PasswordPolicy, ScopeSet, TokenPolicy};
@@ -67,11 +68,14 @@ impl TestAppBuilder {
     }
 
     pub(crate) fn build(self) -> TestApp {
+        let users = Arc::new(InMemoryUserRepository::new());
+        let denylist = Arc::new(InMemoryDenylist::new());
         let ports = Ports {
             throttle: std::sync::Arc::new(authgate_application::testing::UnlimitedThrottle),
-            users: Arc::new(InMemoryUserRepository::new()),
+            bearer_lookup: Arc::new(InMemoryBearerLookup::new(users.clone(), denylist.clone())),
+            users,
             refresh_tokens: Arc::new(InMemoryRefreshTokenStore::new()),
-            denylist: Arc::new(InMemoryDenylist::new()),
+            denylist,
             health: self.health,
             hasher: self.hasher,
             signer: self.signer,

@@ -769,6 +769,7 @@ mod tests {
     #[tokio::test]
     async fn a_busy_hasher_answers_503_with_retry_after() {
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher
             .expect_verify()
             .returning(|_, _| Err(HashError::Busy));
@@ -788,6 +789,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_hasher_answers_server_error_without_details() {
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_has_capacity().return_const(true);
         hasher
             .expect_verify()
             .returning(|_, _| Err(HashError::Internal("the disk is on fire".into())));

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authgate_application::ports::{
-    KeyMaterial, LOGIN_THROTTLE_RETENTION, NewUser, RefreshFamily, RefreshTokenHash,
+    BearerSubject, KeyMaterial, LOGIN_THROTTLE_RETENTION, NewUser, RefreshFamily, RefreshTokenHash,
     RepositoryError, RotateOutcome, SigningAlgorithm, StoredKey, UserPatch,
 };
 use authgate_domain::{
@@ -149,6 +149,25 @@ async fn is_current(
         .await
         .expect("the lookup succeeds")
         .is_some()
+}
+
+async fn bearer_subject(
+    repositories: &Repositories,
+    user_id: UserId,
+    jwt_id: &str,
+) -> BearerSubject {
+    repositories
+        .bearer_lookup
+        .bearer_subject(user_id, jwt_id)
+        .await
+        .expect("the lookup succeeds")
+}
+
+/// Whether `jwt_id` is denied, as bearer authentication reads it.
+async fn is_denied(repositories: &Repositories, jwt_id: &str) -> bool {
+    bearer_subject(repositories, UserId::new(Uuid::new_v4()), jwt_id)
+        .await
+        .revoked
 }
 
 fn key(kid: &str, algorithm: SigningAlgorithm, created_at: Timestamp) -> StoredKey {
@@ -1078,8 +1097,8 @@ pub(crate) async fn a_denied_token_id_stays_denied_until_purged_after_its_expiry
         .expect("denying twice is no error and keeps the later expiry");
     denylist.deny("jti-2", T0).await.expect("denied");
 
-    assert!(denylist.is_denied("jti-1").await.expect("lookup"));
-    assert!(!denylist.is_denied("jti-3").await.expect("lookup"));
+    assert!(is_denied(&repositories, "jti-1").await);
+    assert!(!is_denied(&repositories, "jti-3").await);
     assert_eq!(
         denylist.purge_expired(T0).await.expect("purged"),
         0,
@@ -1092,8 +1111,8 @@ pub(crate) async fn a_denied_token_id_stays_denied_until_purged_after_its_expiry
             .expect("purged"),
         1
     );
-    assert!(!denylist.is_denied("jti-2").await.expect("lookup"));
-    assert!(denylist.is_denied("jti-1").await.expect("lookup"));
+    assert!(!is_denied(&repositories, "jti-2").await);
+    assert!(is_denied(&repositories, "jti-1").await);
     assert_eq!(
         denylist
             .purge_expired(expires_at.plus(Duration::from_secs(1)))
@@ -1101,7 +1120,120 @@ pub(crate) async fn a_denied_token_id_stays_denied_until_purged_after_its_expiry
             .expect("purged"),
         1
     );
-    assert!(!denylist.is_denied("jti-1").await.expect("lookup"));
+    assert!(!is_denied(&repositories, "jti-1").await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bearer lookup
+
+pub(crate) async fn a_known_user_with_a_token_nobody_revoked_is_found_and_not_revoked(
+    repositories: Repositories,
+) {
+    let alice = insert(
+        &repositories,
+        TestUser::named("alice").with_profile("alice@example.com", "Alice Liddell"),
+    )
+    .await;
+    repositories
+        .denylist
+        .deny("jti-2", T0.plus(Duration::from_secs(900)))
+        .await
+        .expect("denied");
+
+    let subject = bearer_subject(&repositories, alice.id, "jti-1").await;
+
+    assert_eq!(
+        subject,
+        BearerSubject {
+            user: Some(alice),
+            revoked: false,
+        }
+    );
+}
+
+pub(crate) async fn a_denied_token_id_is_revoked_for_known_and_unknown_users(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    repositories
+        .denylist
+        .deny("jti-1", T0.plus(Duration::from_secs(900)))
+        .await
+        .expect("denied");
+
+    let known = bearer_subject(&repositories, alice.id, "jti-1").await;
+    let unknown = bearer_subject(&repositories, UserId::new(Uuid::new_v4()), "jti-1").await;
+
+    assert_eq!(
+        known,
+        BearerSubject {
+            user: Some(alice),
+            revoked: true,
+        }
+    );
+    assert_eq!(
+        unknown,
+        BearerSubject {
+            user: None,
+            revoked: true,
+        }
+    );
+}
+
+pub(crate) async fn an_unknown_or_deleted_user_is_none_and_not_an_error(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    insert(&repositories, TestUser::named("bob")).await;
+    repositories
+        .users
+        .delete(&username("alice"))
+        .await
+        .expect("deleted");
+
+    let deleted = bearer_subject(&repositories, alice.id, "jti-1").await;
+    let unknown = bearer_subject(&repositories, UserId::new(Uuid::new_v4()), "jti-1").await;
+
+    let nobody = BearerSubject {
+        user: None,
+        revoked: false,
+    };
+    assert_eq!(deleted, nobody);
+    assert_eq!(unknown, nobody);
+}
+
+pub(crate) async fn the_user_is_returned_as_stored_now_even_when_disabled(
+    repositories: Repositories,
+) {
+    let alice = insert(&repositories, TestUser::named("alice")).await;
+    repositories
+        .users
+        .change_password(alice.id, &PasswordHash::new("$argon2id$new".to_owned()))
+        .await
+        .expect("the password changes");
+    let disabled = repositories
+        .users
+        .update(
+            &username("alice"),
+            &UserPatch {
+                disabled: Some(true),
+                ..UserPatch::default()
+            },
+        )
+        .await
+        .expect("alice is disabled");
+
+    let subject = bearer_subject(&repositories, alice.id, "jti-1").await;
+
+    assert_eq!(
+        subject,
+        BearerSubject {
+            user: Some(disabled.clone()),
+            revoked: false,
+        }
+    );
+    assert!(disabled.disabled);
+    assert_eq!(disabled.session_epoch, alice.session_epoch.next());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1780,6 +1912,10 @@ macro_rules! port_contract {
             an_unknown_token_is_invalid_and_changes_nothing,
             purging_deletes_only_families_that_expired_before_now,
             a_denied_token_id_stays_denied_until_purged_after_its_expiry,
+            a_known_user_with_a_token_nobody_revoked_is_found_and_not_revoked,
+            a_denied_token_id_is_revoked_for_known_and_unknown_users,
+            an_unknown_or_deleted_user_is_none_and_not_an_error,
+            the_user_is_returned_as_stored_now_even_when_disabled,
             only_the_first_active_key_per_algorithm_is_stored,
             rotating_retires_the_active_key_when_the_new_one_is_made,
             racing_first_starts_store_exactly_one_active_key,

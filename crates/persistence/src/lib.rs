@@ -31,7 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authgate_application::ports::{
-    AccessTokenDenylist, HealthProbe, KeyStore, LoginThrottle, RefreshTokenStore, UserRepository,
+    AccessTokenDenylist, BearerLookup, HealthProbe, KeyStore, LoginThrottle, RefreshTokenStore,
+    UserRepository,
 };
 use authgate_domain::ThrottlePolicy;
 
@@ -92,6 +93,8 @@ pub struct Repositories {
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     /// Revoked access tokens.
     pub denylist: Arc<dyn AccessTokenDenylist>,
+    /// The user and denylist reads of bearer authentication, in one statement.
+    pub bearer_lookup: Arc<dyn BearerLookup>,
     /// Signing keys and server secrets.
     pub keys: Arc<dyn KeyStore>,
     /// Readiness probe.
@@ -110,7 +113,7 @@ pub struct Database {
 
 #[derive(Clone)]
 enum Pool {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(sqlite::SqliteDatabase),
     Postgres(sqlx::PgPool),
 }
 
@@ -174,7 +177,7 @@ impl Database {
     /// this binary does not know (it is older than the schema).
     pub async fn migrate(&self) -> Result<(), PersistenceError> {
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::migrate(pool).await,
+            Pool::Sqlite(database) => sqlite::migrate(database).await,
             Pool::Postgres(pool) => postgres::migrate(pool).await,
         }
         .map_err(PersistenceError::migrate)
@@ -193,7 +196,7 @@ impl Database {
     #[must_use]
     pub fn repositories(&self) -> Repositories {
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::repositories(pool),
+            Pool::Sqlite(database) => sqlite::repositories(database),
             Pool::Postgres(pool) => postgres::repositories(pool),
         }
     }
@@ -202,7 +205,7 @@ impl Database {
     /// Queries started afterwards fail as unavailable.
     pub async fn close(&self) {
         match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Sqlite(database) => database.pool.close().await,
             Pool::Postgres(pool) => pool.close().await,
         }
     }

@@ -7,12 +7,13 @@
 use std::time::Duration;
 
 use authgate_application::ports::{
-    KeyMaterial, RefreshFamily, RefreshTokenHash, RepositoryError, SigningAlgorithm, StoredKey,
+    BearerSubject, KeyMaterial, RefreshFamily, RefreshTokenHash, RepositoryError, SigningAlgorithm,
+    StoredKey,
 };
 use authgate_domain::{
     ClientId, PasswordHash, ScopeSet, SessionEpoch, Timestamp, User, UserId, UserProfile, Username,
 };
-use sqlx::FromRow;
+use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 use uuid::Uuid;
 
 use crate::error::unavailable;
@@ -86,6 +87,46 @@ impl TryFrom<CredentialsRow> for (User, PasswordHash) {
             User::try_from(row.user)?,
             PasswordHash::new(row.password_hash),
         ))
+    }
+}
+
+/// The columns of [`UserRow`] from the nullable side of a `LEFT JOIN`: `None` when no user
+/// matched and every column is NULL.
+pub(crate) struct JoinedUserRow(Option<UserRow>);
+
+impl<'row, R: Row> FromRow<'row, R> for JoinedUserRow
+where
+    &'row str: ColumnIndex<R>,
+    Option<String>: Decode<'row, R::Database> + Type<R::Database>,
+    UserRow: FromRow<'row, R>,
+{
+    fn from_row(row: &'row R) -> Result<Self, sqlx::Error> {
+        // `users.id` is the primary key, so it is NULL only when the join found no user.
+        let id: Option<String> = row.try_get("id")?;
+        match id {
+            None => Ok(Self(None)),
+            Some(_) => UserRow::from_row(row).map(|user| Self(Some(user))),
+        }
+    }
+}
+
+/// What bearer authentication reads in one statement: whether the `jti` is denied, and the
+/// user's columns (all NULL when there is no such user).
+#[derive(FromRow)]
+pub(crate) struct BearerRow {
+    revoked: bool,
+    #[sqlx(flatten)]
+    user: JoinedUserRow,
+}
+
+impl TryFrom<BearerRow> for BearerSubject {
+    type Error = CorruptRow;
+
+    fn try_from(row: BearerRow) -> Result<Self, Self::Error> {
+        Ok(Self {
+            user: row.user.0.map(User::try_from).transpose()?,
+            revoked: row.revoked,
+        })
     }
 }
 

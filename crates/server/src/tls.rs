@@ -98,13 +98,16 @@ pub fn load_server_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<A
     Ok(Arc::new(config))
 }
 
-/// A TLS listener for `axum::serve`: accepts TCP connections, completes each handshake in its
-/// own task, and hands finished streams to the server.
+/// A TLS listener for the server's accept loop (an axum [`Listener`](axum::serve::Listener)):
+/// accepts TCP connections, completes each handshake in its own task, and hands finished
+/// streams to the server.
 ///
 /// Invariant: the accept loop never awaits a handshake, so a client that connects and then
 /// stalls (slowloris on the handshake) delays nobody else; it is dropped after
 /// [`HANDSHAKE_TIMEOUT`], and at most [`MAX_PENDING_HANDSHAKES`] handshakes are in progress
-/// or waiting at once, which bounds the memory a flood of connections can take.
+/// or waiting at once, which bounds the memory a flood of connections can take. While the
+/// server is at its connection cap it takes no streams, so finished handshakes wait here
+/// and, once those slots are full, new connections wait in the kernel's backlog.
 pub struct TlsListener {
     handshaked: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local_addr: SocketAddr,
@@ -131,7 +134,7 @@ impl TlsListener {
 
 impl Drop for TlsListener {
     fn drop(&mut self) {
-        // axum drops the listener when graceful shutdown begins: stop accepting at once.
+        // The server drops the listener when shutdown begins: stop accepting at once.
         self.accept_loop.abort();
     }
 }
@@ -198,7 +201,7 @@ async fn accept_loop(
 }
 
 /// Errors of one connection are skipped; others (out of file descriptors) get a pause so the
-/// loop does not spin, as `axum::serve` does for plain TCP.
+/// loop does not spin, as axum's `Listener` for `TcpListener` does for plain TCP.
 async fn handle_accept_error(error: io::Error) {
     if matches!(
         error.kind(),

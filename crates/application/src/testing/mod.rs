@@ -7,9 +7,9 @@ mod fakes;
 mod repositories;
 
 pub use crate::ports::{
-    MockAccessTokenDenylist, MockClock, MockHealthProbe, MockIdGenerator, MockKeyStore,
-    MockLoginThrottle, MockPasswordHasher, MockRefreshTokenCodec, MockRefreshTokenStore,
-    MockTokenSigner, MockUserRepository,
+    MockAccessTokenDenylist, MockBearerLookup, MockClock, MockHealthProbe, MockIdGenerator,
+    MockKeyStore, MockLoginThrottle, MockPasswordHasher, MockRefreshTokenCodec,
+    MockRefreshTokenStore, MockTokenSigner, MockUserRepository,
 };
 pub use fakes::*;
 pub use repositories::*;

@@ -4,10 +4,12 @@
 //! one lock, so every call is atomic just as the adapters' transactions are. They pass the
 //! persistence crate's contract suite. What they cannot show is what spans stores: deleting a
 //! user here does not delete their refresh-token families, as the database's cascade does.
+//! The one fake that reads across stores, [`InMemoryBearerLookup`], is built over the user
+//! and denylist fakes it reads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,9 +17,9 @@ use authgate_domain::{PasswordHash, Scope, SessionEpoch, Timestamp, User, UserId
 use uuid::Uuid;
 
 use crate::ports::{
-    AccessTokenDenylist, HealthProbe, KeyMaterial, KeyStore, NewUser, RefreshFamily,
-    RefreshTokenHash, RefreshTokenStore, RepositoryError, RotateOutcome, StoredKey, UserPatch,
-    UserRepository,
+    AccessTokenDenylist, BearerLookup, BearerSubject, HealthProbe, KeyMaterial, KeyStore, NewUser,
+    RefreshFamily, RefreshTokenHash, RefreshTokenStore, RepositoryError, RotateOutcome, StoredKey,
+    UserPatch, UserRepository,
 };
 
 /// Locks `mutex`, carrying on after a panic in another test thread: every fake's state is
@@ -430,15 +432,48 @@ impl AccessTokenDenylist for InMemoryDenylist {
         Ok(())
     }
 
-    async fn is_denied(&self, jwt_id: &str) -> Result<bool, RepositoryError> {
-        Ok(lock(&self.denied).contains_key(jwt_id))
-    }
-
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, RepositoryError> {
         let mut denied = lock(&self.denied);
         let before = denied.len();
         denied.retain(|_, expires_at| *expires_at >= now);
         Ok(u64::try_from(before - denied.len()).unwrap_or(u64::MAX))
+    }
+}
+
+/// [`BearerLookup`] in memory, reading the [`InMemoryUserRepository`] and
+/// [`InMemoryDenylist`] it was built over, so that it sees what they store.
+#[derive(Debug)]
+pub struct InMemoryBearerLookup {
+    users: Arc<InMemoryUserRepository>,
+    denylist: Arc<InMemoryDenylist>,
+}
+
+impl InMemoryBearerLookup {
+    /// A lookup over `users` and `denylist`, which the caller keeps using to write.
+    #[must_use]
+    pub fn new(users: Arc<InMemoryUserRepository>, denylist: Arc<InMemoryDenylist>) -> Self {
+        Self { users, denylist }
+    }
+}
+
+#[async_trait]
+impl BearerLookup for InMemoryBearerLookup {
+    async fn bearer_subject(
+        &self,
+        user_id: UserId,
+        jwt_id: &str,
+    ) -> Result<BearerSubject, RepositoryError> {
+        // Both locks at once, so that the answer is one snapshot, as the adapters' single
+        // statement is. Nothing else takes both, so the order cannot deadlock.
+        let users = lock(&self.users.users);
+        let denied = lock(&self.denylist.denied);
+        Ok(BearerSubject {
+            user: users
+                .values()
+                .find(|stored| stored.user.id == user_id)
+                .map(|stored| stored.user.clone()),
+            revoked: denied.contains_key(jwt_id),
+        })
     }
 }
 

@@ -5,8 +5,8 @@ use std::sync::{Arc, Once};
 
 use authgate_application::ports::LoginThrottle;
 use authgate_application::testing::{
-    InMemoryDenylist, InMemoryHealthProbe, InMemoryKeyStore, InMemoryRefreshTokenStore,
-    InMemoryUserRepository,
+    InMemoryBearerLookup, InMemoryDenylist, InMemoryHealthProbe, InMemoryKeyStore,
+    InMemoryRefreshTokenStore, InMemoryUserRepository,
 };
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::task::JoinError;
@@ -133,10 +133,13 @@ async fn close_all(databases: &[Database]) {
 }
 
 fn in_memory() -> Repositories {
+    let users = Arc::new(InMemoryUserRepository::new());
+    let denylist = Arc::new(InMemoryDenylist::new());
     Repositories {
-        users: Arc::new(InMemoryUserRepository::new()),
+        bearer_lookup: Arc::new(InMemoryBearerLookup::new(users.clone(), denylist.clone())),
+        users,
         refresh_tokens: Arc::new(InMemoryRefreshTokenStore::new()),
-        denylist: Arc::new(InMemoryDenylist::new()),
+        denylist,
         keys: Arc::new(InMemoryKeyStore::new()),
         health: Arc::new(InMemoryHealthProbe::new()),
     }
@@ -158,10 +161,10 @@ async fn open(url: &str) -> Database {
 /// racing calls really overlap instead of queueing behind connection set-up.
 async fn open_connections(database: &Database) {
     match &database.pool {
-        Pool::Sqlite(pool) => {
+        Pool::Sqlite(sqlite) => {
             let mut held = Vec::with_capacity(RACERS);
             for _ in 0..RACERS {
-                held.push(pool.acquire().await.expect("a connection opens"));
+                held.push(sqlite.pool.acquire().await.expect("a connection opens"));
             }
         }
         Pool::Postgres(pool) => {

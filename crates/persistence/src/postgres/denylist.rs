@@ -36,16 +36,6 @@ impl AccessTokenDenylist for PgDenylist {
         Ok(())
     }
 
-    async fn is_denied(&self, jwt_id: &str) -> Result<bool, RepositoryError> {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM access_token_denylist WHERE jti = $1)",
-        )
-        .bind(jwt_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)
-    }
-
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, RepositoryError> {
         let purged =
             sqlx::query("DELETE FROM access_token_denylist WHERE expires_at < to_timestamp($1)")

@@ -7,6 +7,7 @@
 //! read-then-write therefore first takes a row lock (`FOR UPDATE`) or a lock that serialises
 //! the writers it races with.
 
+mod bearer;
 mod denylist;
 mod keys;
 mod refresh_tokens;
@@ -26,6 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::error::unavailable;
 use crate::{PoolOptions, Repositories};
 
+pub(crate) use bearer::PgBearerLookup;
 pub(crate) use denylist::PgDenylist;
 pub(crate) use keys::PgKeyStore;
 pub(crate) use refresh_tokens::PgRefreshTokenStore;
@@ -65,6 +67,7 @@ pub(crate) fn repositories(pool: &PgPool) -> Repositories {
         users: Arc::new(PgUserRepository::new(pool.clone())),
         refresh_tokens: Arc::new(PgRefreshTokenStore::new(pool.clone())),
         denylist: Arc::new(PgDenylist::new(pool.clone())),
+        bearer_lookup: Arc::new(PgBearerLookup::new(pool.clone())),
         keys: Arc::new(PgKeyStore::new(pool.clone())),
         health: Arc::new(PgHealthProbe { pool: pool.clone() }),
     }

@@ -16,6 +16,7 @@ macro_rules! user_columns {
          extract(epoch FROM created_at)::bigint AS created_at, session_epoch"
     };
 }
+pub(super) use user_columns;
 
 /// Key of the transaction-scoped advisory lock that serialises changes which may remove an
 /// administrator (`update`, `delete`). Without it, two transactions demoting two different

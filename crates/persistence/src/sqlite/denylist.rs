@@ -3,19 +3,19 @@
 use async_trait::async_trait;
 use authgate_application::ports::{AccessTokenDenylist, RepositoryError};
 use authgate_domain::Timestamp;
-use sqlx::SqlitePool;
 
+use super::SqliteDatabase;
 use crate::error::unavailable;
 
 /// [`AccessTokenDenylist`] on SQLite, in `access_token_denylist`.
 pub(crate) struct SqliteDenylist {
-    pool: SqlitePool,
+    database: SqliteDatabase,
 }
 
 impl SqliteDenylist {
-    /// An adapter over `pool`.
-    pub(crate) fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// An adapter over `database`.
+    pub(crate) fn new(database: SqliteDatabase) -> Self {
+        Self { database }
     }
 }
 
@@ -23,32 +23,24 @@ impl SqliteDenylist {
 impl AccessTokenDenylist for SqliteDenylist {
     async fn deny(&self, jwt_id: &str, expires_at: Timestamp) -> Result<(), RepositoryError> {
         // Denying again keeps the later expiry, so a second revocation never shortens the first.
+        let _turn = self.database.write_turn().await?;
         sqlx::query(
             "INSERT INTO access_token_denylist (jti, expires_at) VALUES (?1, ?2) \
              ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
         )
         .bind(jwt_id)
         .bind(expires_at.unix())
-        .execute(&self.pool)
+        .execute(&self.database.pool)
         .await
         .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn is_denied(&self, jwt_id: &str) -> Result<bool, RepositoryError> {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM access_token_denylist WHERE jti = ?1)",
-        )
-        .bind(jwt_id)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)
-    }
-
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, RepositoryError> {
+        let _turn = self.database.write_turn().await?;
         let purged = sqlx::query("DELETE FROM access_token_denylist WHERE expires_at < ?1")
             .bind(now.unix())
-            .execute(&self.pool)
+            .execute(&self.database.pool)
             .await
             .map_err(unavailable)?
             .rows_affected();

@@ -6,25 +6,37 @@
 //! once, without waiting out the busy timeout; taking the lock first makes racing writers
 //! queue instead, and makes every read-then-write transaction serialisable. A single
 //! statement needs no transaction: one that writes takes the lock before it reads.
+//!
+//! SQLite admits one writer at a time, and a connection that finds the write lock taken
+//! waits in its busy handler, which polls with sleeps of 1, 2, 5, 10 … 100 ms: under
+//! concurrent writes most of a writer's latency would be sleeping past the moment the lock
+//! came free. So this process's writers first take turns on one in-process FIFO queue (a
+//! [`tokio::sync::Mutex`] shared by every adapter of a [`SqliteDatabase`]), and each holds its
+//! turn until its statement or transaction has ended. The busy handler is then left only
+//! for other processes on the same file: the command line, or a second server.
 
+mod bearer;
 mod denylist;
 mod keys;
 mod refresh_tokens;
 mod users;
 
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use authgate_application::ports::{HealthProbe, RepositoryError};
-use sqlx::SqlitePool;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::error::unavailable;
 use crate::{PoolOptions, Repositories};
 
+pub(crate) use bearer::SqliteBearerLookup;
 pub(crate) use denylist::SqliteDenylist;
 pub(crate) use keys::SqliteKeyStore;
 pub(crate) use refresh_tokens::SqliteRefreshTokenStore;
@@ -36,11 +48,119 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 /// The statement that opens every transaction that writes (see the module docs).
 const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
 
-/// How long a statement waits for another connection's write lock before failing.
+/// How long a statement waits for another connection's write lock before failing, and how
+/// long a writer waits for its turn in this process's queue.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A pool on one SQLite database, and the queue on which this process's writers take turns
+/// (see the module docs). Cloning is cheap and shares both.
+#[derive(Clone)]
+pub(crate) struct SqliteDatabase {
+    /// The connections, for reads and for the writer whose turn it is.
+    pub(crate) pool: SqlitePool,
+    /// Held by the writer whose turn it is; tokio's mutex grants it in request order.
+    writers: Arc<Mutex<()>>,
+}
+
+/// A writer waited longer than [`BUSY_TIMEOUT`] for its turn.
+#[derive(Debug, thiserror::Error)]
+#[error("timed out waiting for earlier writers to the SQLite database")]
+struct WriterQueueTimeout;
+
+impl SqliteDatabase {
+    /// Waits until every earlier writer of this process is done, then holds the turn until
+    /// the returned guard is dropped. Hold it across the whole statement or transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`RepositoryError::Unavailable`] after [`BUSY_TIMEOUT`], as SQLite's busy handler
+    /// would give up, so that writers do not queue without bound.
+    pub(crate) async fn write_turn(&self) -> Result<MutexGuard<'_, ()>, RepositoryError> {
+        tokio::time::timeout(BUSY_TIMEOUT, self.writers.lock())
+            .await
+            .map_err(|_| unavailable(WriterQueueTimeout))
+    }
+
+    /// Begins a write transaction: this process's turn first, then the database's write lock
+    /// (`BEGIN IMMEDIATE`), which is then only ever contended by other processes.
+    pub(crate) async fn begin_write(&self) -> Result<WriteTransaction<'_>, RepositoryError> {
+        let turn = self.write_turn().await?;
+        let transaction = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(unavailable)?;
+        Ok(WriteTransaction { transaction, turn })
+    }
+}
+
+/// A transaction begun with `BEGIN IMMEDIATE` that keeps this process's write turn until
+/// [`WriteTransaction::finish`] has committed or rolled it back.
+pub(crate) struct WriteTransaction<'turn> {
+    transaction: Transaction<'static, Sqlite>,
+    turn: MutexGuard<'turn, ()>,
+}
+
+impl WriteTransaction<'_> {
+    /// Commits when `result` is `Ok` and rolls back otherwise, and only then gives the turn
+    /// to the next writer.
+    ///
+    /// Dropping the transaction instead would also roll it back, but sqlx runs that rollback
+    /// later, on the connection's worker thread: the next writer could find the write lock
+    /// still held and sleep in the busy handler after all.
+    pub(crate) async fn finish<T>(
+        self,
+        result: Result<T, RepositoryError>,
+    ) -> Result<T, RepositoryError> {
+        let Self { transaction, turn } = self;
+        let finished = match result {
+            Ok(value) => transaction
+                .commit()
+                .await
+                .map_err(unavailable)
+                .map(|()| value),
+            Err(error) => {
+                // The caller must hear the first error. After a failed rollback sqlx tries
+                // again when the connection returns to the pool, or closes the connection.
+                if let Err(rollback) = transaction.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a failed write failed");
+                }
+                Err(error)
+            }
+        };
+        drop(turn);
+        finished
+    }
+}
+
+impl Deref for WriteTransaction<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.transaction
+    }
+}
+
+impl DerefMut for WriteTransaction<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.transaction
+    }
+}
+
 /// Opens a pool on the SQLite database at `url`, creating the file if it is missing.
-pub(crate) async fn connect(url: &str, options: PoolOptions) -> Result<SqlitePool, sqlx::Error> {
+pub(crate) async fn connect(
+    url: &str,
+    options: PoolOptions,
+) -> Result<SqliteDatabase, sqlx::Error> {
+    open(url, options, BUSY_TIMEOUT).await
+}
+
+/// [`connect`] with the given busy timeout, which tests set to zero.
+async fn open(
+    url: &str,
+    options: PoolOptions,
+    busy_timeout: Duration,
+) -> Result<SqliteDatabase, sqlx::Error> {
     let connect_options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         // WAL lets readers proceed while one connection writes; NORMAL synchronous is the
@@ -49,7 +169,7 @@ pub(crate) async fn connect(url: &str, options: PoolOptions) -> Result<SqlitePoo
         .synchronous(SqliteSynchronous::Normal)
         // Off by default in SQLite: without it ON DELETE CASCADE does nothing.
         .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT);
+        .busy_timeout(busy_timeout);
     let pool_options = SqlitePoolOptions::new().acquire_timeout(options.acquire_timeout);
     let pool_options = if is_in_memory(url) {
         // An in-memory database lives only as long as a connection to it, and sqlx shares
@@ -63,7 +183,11 @@ pub(crate) async fn connect(url: &str, options: PoolOptions) -> Result<SqlitePoo
     } else {
         pool_options.max_connections(options.max_connections)
     };
-    pool_options.connect_with(connect_options).await
+    let pool = pool_options.connect_with(connect_options).await?;
+    Ok(SqliteDatabase {
+        pool,
+        writers: Arc::new(Mutex::new(())),
+    })
 }
 
 /// Whether `url` names an in-memory database (`sqlite::memory:`, `sqlite://:memory:` or
@@ -86,8 +210,11 @@ fn is_in_memory(url: &str) -> bool {
 /// would fail on "table users already exists". Inside one `BEGIN IMMEDIATE` transaction
 /// (sqlx runs each migration as a savepoint within it) the later process waits for the
 /// earlier one, then finds every migration applied.
-pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), MigrateError> {
-    let mut transaction = pool.begin_with(BEGIN_IMMEDIATE).await?;
+pub(crate) async fn migrate(database: &SqliteDatabase) -> Result<(), MigrateError> {
+    // Migrating is a write like any other, so it waits for this process's turn too; without
+    // a timeout, as sqlx's migration lock on PostgreSQL waits.
+    let _turn = database.writers.lock().await;
+    let mut transaction = database.pool.begin_with(BEGIN_IMMEDIATE).await?;
     // `run_direct` is `run` minus the `Acquire` bound, whose lifetime makes `run`'s future
     // fail the `Send` check when a caller spawns `Database::migrate`.
     MIGRATOR.run_direct(None, &mut *transaction, false).await?;
@@ -95,14 +222,17 @@ pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), MigrateError> {
     Ok(())
 }
 
-/// Every adapter, sharing `pool`.
-pub(crate) fn repositories(pool: &SqlitePool) -> Repositories {
+/// Every adapter, sharing `database`'s pool and writer queue.
+pub(crate) fn repositories(database: &SqliteDatabase) -> Repositories {
     Repositories {
-        users: Arc::new(SqliteUserRepository::new(pool.clone())),
-        refresh_tokens: Arc::new(SqliteRefreshTokenStore::new(pool.clone())),
-        denylist: Arc::new(SqliteDenylist::new(pool.clone())),
-        keys: Arc::new(SqliteKeyStore::new(pool.clone())),
-        health: Arc::new(SqliteHealthProbe { pool: pool.clone() }),
+        users: Arc::new(SqliteUserRepository::new(database.clone())),
+        refresh_tokens: Arc::new(SqliteRefreshTokenStore::new(database.clone())),
+        denylist: Arc::new(SqliteDenylist::new(database.clone())),
+        bearer_lookup: Arc::new(SqliteBearerLookup::new(database.pool.clone())),
+        keys: Arc::new(SqliteKeyStore::new(database.clone())),
+        health: Arc::new(SqliteHealthProbe {
+            pool: database.pool.clone(),
+        }),
     }
 }
 
@@ -124,8 +254,86 @@ impl HealthProbe for SqliteHealthProbe {
 
 #[cfg(test)]
 mod tests {
+    use authgate_application::ports::{NewUser, UserPatch};
+    use authgate_domain::{PasswordHash, ScopeSet, Timestamp, UserId, UserProfile, Username};
+    use uuid::Uuid;
+
     use super::*;
     use crate::Database;
+
+    fn new_user(name: &str) -> NewUser {
+        NewUser {
+            id: UserId::new(Uuid::new_v4()),
+            username: Username::parse(name).expect("a valid test username"),
+            password_hash: PasswordHash::new(format!("$argon2id$hash-of-{name}")),
+            profile: UserProfile::default(),
+            scopes: ScopeSet::default_for_new_user(),
+            created_at: Timestamp::from_unix(1_700_000_000),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_writers_of_one_process_take_turns_without_the_busy_handler() {
+        // With a busy timeout of zero, a writer that found the write lock taken would fail
+        // at once with SQLITE_BUSY: every racing write succeeding shows they took turns.
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let url = format!(
+            "sqlite://{}",
+            directory.path().join("authgate.db").display()
+        );
+        let database = open(&url, PoolOptions::default(), Duration::ZERO)
+            .await
+            .expect("opens");
+        migrate(&database).await.expect("migrates");
+        // Open the connections first, so that the writes race each other, not connecting.
+        let mut connections = Vec::new();
+        for _ in 0..PoolOptions::default().max_connections {
+            connections.push(database.pool.acquire().await.expect("a connection opens"));
+        }
+        drop(connections);
+        let repositories = repositories(&database);
+        repositories
+            .users
+            .insert(&new_user("alice"))
+            .await
+            .expect("alice is stored");
+
+        let writes: Vec<_> = (0..60)
+            .map(|index| {
+                let repositories = repositories.clone();
+                tokio::spawn(async move {
+                    match index % 3 {
+                        // A single statement.
+                        0 => repositories
+                            .denylist
+                            .deny(&format!("jti-{index}"), Timestamp::from_unix(1_700_000_900))
+                            .await
+                            .map(drop),
+                        1 => repositories
+                            .users
+                            .insert(&new_user(&format!("user-{index}")))
+                            .await
+                            .map(drop),
+                        // A transaction that reads before it writes.
+                        _ => {
+                            let patch = UserPatch {
+                                full_name: Some(Some(format!("Alice {index}"))),
+                                ..UserPatch::default()
+                            };
+                            let alice = Username::parse("alice").expect("a valid username");
+                            repositories.users.update(&alice, &patch).await.map(drop)
+                        }
+                    }
+                })
+            })
+            .collect();
+
+        for write in writes {
+            let outcome = write.await.expect("a write does not panic");
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+        database.pool.close().await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn instances_starting_together_on_one_file_both_migrate_it() {

@@ -7,9 +7,9 @@ use authgate_application::ports::{
     RefreshFamily, RefreshTokenHash, RefreshTokenStore, RepositoryError, RotateOutcome,
 };
 use authgate_domain::{Timestamp, UserId};
-use sqlx::SqlitePool;
+use sqlx::SqliteConnection;
 
-use super::BEGIN_IMMEDIATE;
+use super::SqliteDatabase;
 use crate::error::unavailable;
 use crate::rows::{
     FamilyRow, PresentedTokenRow, REUSE_REASON, Rotation, decode_optional, epoch_column,
@@ -18,13 +18,13 @@ use crate::rows::{
 /// [`RefreshTokenStore`] on SQLite: families in `refresh_token_families`, every token ever
 /// issued (by SHA-256) in `refresh_tokens`.
 pub(crate) struct SqliteRefreshTokenStore {
-    pool: SqlitePool,
+    database: SqliteDatabase,
 }
 
 impl SqliteRefreshTokenStore {
-    /// An adapter over `pool`.
-    pub(crate) fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// An adapter over `database`.
+    pub(crate) fn new(database: SqliteDatabase) -> Self {
+        Self { database }
     }
 }
 
@@ -35,33 +35,9 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
         family: &RefreshFamily,
         token: &RefreshTokenHash,
     ) -> Result<(), RepositoryError> {
-        let mut transaction = self
-            .pool
-            .begin_with(BEGIN_IMMEDIATE)
-            .await
-            .map_err(unavailable)?;
-        sqlx::query(
-            "INSERT INTO refresh_token_families (id, user_id, scope, client_id, session_epoch, issued_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(family.id.to_string())
-        .bind(family.user_id.to_string())
-        .bind(family.scope.to_string())
-        .bind(family.client_id.as_str())
-        .bind(epoch_column(family.session_epoch))
-        .bind(family.issued_at.unix())
-        .bind(family.expires_at.unix())
-        .execute(&mut *transaction)
-        .await
-        .map_err(unavailable)?;
-        sqlx::query("INSERT INTO refresh_tokens (hash, family_id, issued_at) VALUES (?1, ?2, ?3)")
-            .bind(token.0.as_slice())
-            .bind(family.id.to_string())
-            .bind(family.issued_at.unix())
-            .execute(&mut *transaction)
-            .await
-            .map_err(unavailable)?;
-        transaction.commit().await.map_err(unavailable)
+        let mut transaction = self.database.begin_write().await?;
+        let result = insert_family(&mut transaction, family, token).await;
+        transaction.finish(result).await
     }
 
     async fn rotate(
@@ -71,62 +47,11 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
         now: Timestamp,
         grace: Duration,
     ) -> Result<RotateOutcome, RepositoryError> {
-        // Racing rotations of one token queue on the write lock, so each one reads the token
+        // Racing rotations of one token queue for the write lock, so each one reads the token
         // as the previous one left it: exactly one sees it current.
-        let mut transaction = self
-            .pool
-            .begin_with(BEGIN_IMMEDIATE)
-            .await
-            .map_err(unavailable)?;
-        let presented = sqlx::query_as::<_, PresentedTokenRow>(
-            "SELECT f.id, f.user_id, f.scope, f.client_id, f.session_epoch, f.issued_at, f.expires_at, \
-                    f.revoked_at, t.rotated_at, t.successor_hash \
-             FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id \
-             WHERE t.hash = ?1",
-        )
-        .bind(token.0.as_slice())
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(unavailable)?;
-        let outcome = match Rotation::decide(presented, successor, now, grace)? {
-            Rotation::Invalid => RotateOutcome::Invalid,
-            Rotation::Replay(family) => RotateOutcome::Replayed(family),
-            Rotation::Rotate(family) => {
-                sqlx::query("UPDATE refresh_tokens SET rotated_at = ?2, successor_hash = ?3 WHERE hash = ?1")
-                    .bind(token.0.as_slice())
-                    .bind(now.unix())
-                    .bind(successor.0.as_slice())
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(unavailable)?;
-                sqlx::query(
-                    "INSERT INTO refresh_tokens (hash, family_id, parent_hash, issued_at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .bind(successor.0.as_slice())
-                .bind(family.id.to_string())
-                .bind(token.0.as_slice())
-                .bind(now.unix())
-                .execute(&mut *transaction)
-                .await
-                .map_err(unavailable)?;
-                RotateOutcome::Rotated(family)
-            }
-            Rotation::RevokeForReuse(family_id) => {
-                sqlx::query(
-                    "UPDATE refresh_token_families SET revoked_at = ?2, revoked_reason = ?3 \
-                     WHERE id = ?1 AND revoked_at IS NULL",
-                )
-                .bind(family_id.to_string())
-                .bind(now.unix())
-                .bind(REUSE_REASON)
-                .execute(&mut *transaction)
-                .await
-                .map_err(unavailable)?;
-                RotateOutcome::Reused
-            }
-        };
-        transaction.commit().await.map_err(unavailable)?;
-        Ok(outcome)
+        let mut transaction = self.database.begin_write().await?;
+        let result = rotate_within(&mut transaction, token, successor, now, grace).await;
+        transaction.finish(result).await
     }
 
     async fn find_current(
@@ -141,7 +66,7 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
         )
         .bind(token.0.as_slice())
         .bind(now.unix())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.database.pool)
         .await
         .map_err(unavailable)?;
         decode_optional(row)
@@ -154,6 +79,7 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
         now: Timestamp,
     ) -> Result<(), RepositoryError> {
         // A family keeps the first reason it was revoked for.
+        let _turn = self.database.write_turn().await?;
         sqlx::query(
             "UPDATE refresh_token_families SET revoked_at = ?2, revoked_reason = ?3 \
              WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = ?1) AND revoked_at IS NULL",
@@ -161,7 +87,7 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
         .bind(token.0.as_slice())
         .bind(now.unix())
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&self.database.pool)
         .await
         .map_err(unavailable)?;
         Ok(())
@@ -173,6 +99,7 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
         reason: &str,
         now: Timestamp,
     ) -> Result<(), RepositoryError> {
+        let _turn = self.database.write_turn().await?;
         sqlx::query(
             "UPDATE refresh_token_families SET revoked_at = ?2, revoked_reason = ?3 \
              WHERE user_id = ?1 AND revoked_at IS NULL",
@@ -180,7 +107,7 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
         .bind(user_id.to_string())
         .bind(now.unix())
         .bind(reason)
-        .execute(&self.pool)
+        .execute(&self.database.pool)
         .await
         .map_err(unavailable)?;
         Ok(())
@@ -188,12 +115,103 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, RepositoryError> {
         // The tokens go with their family through ON DELETE CASCADE.
+        let _turn = self.database.write_turn().await?;
         let purged = sqlx::query("DELETE FROM refresh_token_families WHERE expires_at < ?1")
             .bind(now.unix())
-            .execute(&self.pool)
+            .execute(&self.database.pool)
             .await
             .map_err(unavailable)?
             .rows_affected();
         Ok(purged)
     }
+}
+
+/// Stores `family` and its first token inside the caller's write transaction.
+async fn insert_family(
+    connection: &mut SqliteConnection,
+    family: &RefreshFamily,
+    token: &RefreshTokenHash,
+) -> Result<(), RepositoryError> {
+    sqlx::query(
+        "INSERT INTO refresh_token_families (id, user_id, scope, client_id, session_epoch, issued_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(family.id.to_string())
+    .bind(family.user_id.to_string())
+    .bind(family.scope.to_string())
+    .bind(family.client_id.as_str())
+    .bind(epoch_column(family.session_epoch))
+    .bind(family.issued_at.unix())
+    .bind(family.expires_at.unix())
+    .execute(&mut *connection)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query("INSERT INTO refresh_tokens (hash, family_id, issued_at) VALUES (?1, ?2, ?3)")
+        .bind(token.0.as_slice())
+        .bind(family.id.to_string())
+        .bind(family.issued_at.unix())
+        .execute(&mut *connection)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// [`RefreshTokenStore::rotate`] inside the caller's write transaction.
+async fn rotate_within(
+    connection: &mut SqliteConnection,
+    token: &RefreshTokenHash,
+    successor: &RefreshTokenHash,
+    now: Timestamp,
+    grace: Duration,
+) -> Result<RotateOutcome, RepositoryError> {
+    let presented = sqlx::query_as::<_, PresentedTokenRow>(
+        "SELECT f.id, f.user_id, f.scope, f.client_id, f.session_epoch, f.issued_at, f.expires_at, \
+                f.revoked_at, t.rotated_at, t.successor_hash \
+         FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id \
+         WHERE t.hash = ?1",
+    )
+    .bind(token.0.as_slice())
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(unavailable)?;
+    let outcome = match Rotation::decide(presented, successor, now, grace)? {
+        Rotation::Invalid => RotateOutcome::Invalid,
+        Rotation::Replay(family) => RotateOutcome::Replayed(family),
+        Rotation::Rotate(family) => {
+            sqlx::query(
+                "UPDATE refresh_tokens SET rotated_at = ?2, successor_hash = ?3 WHERE hash = ?1",
+            )
+            .bind(token.0.as_slice())
+            .bind(now.unix())
+            .bind(successor.0.as_slice())
+            .execute(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (hash, family_id, parent_hash, issued_at) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(successor.0.as_slice())
+            .bind(family.id.to_string())
+            .bind(token.0.as_slice())
+            .bind(now.unix())
+            .execute(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+            RotateOutcome::Rotated(family)
+        }
+        Rotation::RevokeForReuse(family_id) => {
+            sqlx::query(
+                "UPDATE refresh_token_families SET revoked_at = ?2, revoked_reason = ?3 \
+                 WHERE id = ?1 AND revoked_at IS NULL",
+            )
+            .bind(family_id.to_string())
+            .bind(now.unix())
+            .bind(REUSE_REASON)
+            .execute(&mut *connection)
+            .await
+            .map_err(unavailable)?;
+            RotateOutcome::Reused
+        }
+    };
+    Ok(outcome)
 }

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 use authgate_application::ports::{NewUser, RepositoryError, UserPatch, UserRepository};
 use authgate_domain::{PasswordHash, Scope, User, UserId, Username};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqliteConnection;
 
-use super::BEGIN_IMMEDIATE;
+use super::SqliteDatabase;
 use crate::error::{unavailable, user_insert_error};
 use crate::rows::{CredentialsRow, UserRow, decode_all, decode_optional, keep_an_administrator};
 
@@ -15,16 +15,17 @@ macro_rules! user_columns {
         "id, username, email, full_name, disabled, scopes, created_at, session_epoch"
     };
 }
+pub(super) use user_columns;
 
 /// [`UserRepository`] on SQLite. Scopes are stored space-delimited, timestamps as seconds.
 pub(crate) struct SqliteUserRepository {
-    pool: SqlitePool,
+    database: SqliteDatabase,
 }
 
 impl SqliteUserRepository {
-    /// An adapter over `pool`.
-    pub(crate) fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    /// An adapter over `database`.
+    pub(crate) fn new(database: SqliteDatabase) -> Self {
+        Self { database }
     }
 }
 
@@ -37,7 +38,7 @@ impl UserRepository for SqliteUserRepository {
             " FROM users WHERE username = ?1"
         ))
         .bind(username.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.database.pool)
         .await
         .map_err(unavailable)?;
         decode_optional(row)
@@ -50,7 +51,7 @@ impl UserRepository for SqliteUserRepository {
             " FROM users WHERE id = ?1"
         ))
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.database.pool)
         .await
         .map_err(unavailable)?;
         decode_optional(row)
@@ -66,13 +67,14 @@ impl UserRepository for SqliteUserRepository {
             ", password_hash FROM users WHERE username = ?1"
         ))
         .bind(username.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.database.pool)
         .await
         .map_err(unavailable)?;
         decode_optional(row)
     }
 
     async fn insert(&self, new_user: &NewUser) -> Result<User, RepositoryError> {
+        let _turn = self.database.write_turn().await?;
         let row = sqlx::query_as::<_, UserRow>(concat!(
             "INSERT INTO users (id, username, password_hash, email, full_name, disabled, scopes, created_at, session_epoch) ",
             "VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, 0) RETURNING ",
@@ -85,7 +87,7 @@ impl UserRepository for SqliteUserRepository {
         .bind(new_user.profile.full_name.as_deref())
         .bind(new_user.scopes.to_string())
         .bind(new_user.created_at.unix())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.database.pool)
         .await
         .map_err(user_insert_error)?;
         Ok(User::try_from(row)?)
@@ -94,6 +96,7 @@ impl UserRepository for SqliteUserRepository {
     async fn insert_if_empty(&self, new_user: &NewUser) -> Result<bool, RepositoryError> {
         // One statement that writes takes SQLite's write lock before it reads anything, so
         // the emptiness check and the insert are one step for every instance sharing the file.
+        let _turn = self.database.write_turn().await?;
         let inserted = sqlx::query(
             "INSERT INTO users (id, username, password_hash, email, full_name, disabled, scopes, created_at, session_epoch) \
              SELECT ?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, 0 WHERE NOT EXISTS (SELECT 1 FROM users)",
@@ -105,7 +108,7 @@ impl UserRepository for SqliteUserRepository {
         .bind(new_user.profile.full_name.as_deref())
         .bind(new_user.scopes.to_string())
         .bind(new_user.created_at.unix())
-        .execute(&self.pool)
+        .execute(&self.database.pool)
         .await
         .map_err(unavailable)?
         .rows_affected();
@@ -119,6 +122,7 @@ impl UserRepository for SqliteUserRepository {
     ) -> Result<User, RepositoryError> {
         // One statement, so no request can see the new hash with the old epoch. The modulo
         // wraps like `SessionEpoch::next`.
+        let _turn = self.database.write_turn().await?;
         let row = sqlx::query_as::<_, UserRow>(concat!(
             "UPDATE users SET password_hash = ?2, session_epoch = (session_epoch + 1) % 4294967296 ",
             "WHERE id = ?1 RETURNING ",
@@ -126,7 +130,7 @@ impl UserRepository for SqliteUserRepository {
         ))
         .bind(id.to_string())
         .bind(password_hash.expose())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.database.pool)
         .await
         .map_err(unavailable)?;
         decode_optional(row)?.ok_or(RepositoryError::NotFound)
@@ -137,10 +141,11 @@ impl UserRepository for SqliteUserRepository {
         id: UserId,
         password_hash: &PasswordHash,
     ) -> Result<(), RepositoryError> {
+        let _turn = self.database.write_turn().await?;
         sqlx::query("UPDATE users SET password_hash = ?2 WHERE id = ?1")
             .bind(id.to_string())
             .bind(password_hash.expose())
-            .execute(&self.pool)
+            .execute(&self.database.pool)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -151,66 +156,15 @@ impl UserRepository for SqliteUserRepository {
         username: &Username,
         patch: &UserPatch,
     ) -> Result<User, RepositoryError> {
-        let mut transaction = self
-            .pool
-            .begin_with(BEGIN_IMMEDIATE)
-            .await
-            .map_err(unavailable)?;
-        let administrators_before = count_administrators(&mut transaction).await?;
-        // `?4`/`?6` say whether email/full_name are being set, since `?5`/`?7` being NULL
-        // may mean "clear it" or "leave it".
-        let row = sqlx::query_as::<_, UserRow>(concat!(
-            "UPDATE users SET disabled = coalesce(?2, disabled), scopes = coalesce(?3, scopes), ",
-            "email = CASE WHEN ?4 THEN ?5 ELSE email END, full_name = CASE WHEN ?6 THEN ?7 ELSE full_name END ",
-            "WHERE username = ?1 RETURNING ",
-            user_columns!()
-        ))
-        .bind(username.as_str())
-        .bind(patch.disabled)
-        .bind(patch.scopes.map(|scopes| scopes.to_string()))
-        .bind(patch.email.is_some())
-        .bind(patch.email.as_ref().and_then(Option::as_deref))
-        .bind(patch.full_name.is_some())
-        .bind(patch.full_name.as_ref().and_then(Option::as_deref))
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(unavailable)?;
-        let Some(row) = row else {
-            return Err(RepositoryError::NotFound);
-        };
-        // Returning early drops the transaction, which rolls the update back.
-        keep_an_administrator(
-            administrators_before,
-            count_administrators(&mut transaction).await?,
-        )?;
-        transaction.commit().await.map_err(unavailable)?;
-        Ok(User::try_from(row)?)
+        let mut transaction = self.database.begin_write().await?;
+        let result = update_keeping_an_administrator(&mut transaction, username, patch).await;
+        transaction.finish(result).await
     }
 
     async fn delete(&self, username: &Username) -> Result<User, RepositoryError> {
-        let mut transaction = self
-            .pool
-            .begin_with(BEGIN_IMMEDIATE)
-            .await
-            .map_err(unavailable)?;
-        let administrators_before = count_administrators(&mut transaction).await?;
-        let row = sqlx::query_as::<_, UserRow>(concat!(
-            "DELETE FROM users WHERE username = ?1 RETURNING ",
-            user_columns!()
-        ))
-        .bind(username.as_str())
-        .fetch_optional(&mut *transaction)
-        .await
-        .map_err(unavailable)?;
-        let Some(row) = row else {
-            return Err(RepositoryError::NotFound);
-        };
-        keep_an_administrator(
-            administrators_before,
-            count_administrators(&mut transaction).await?,
-        )?;
-        transaction.commit().await.map_err(unavailable)?;
-        Ok(User::try_from(row)?)
+        let mut transaction = self.database.begin_write().await?;
+        let result = delete_keeping_an_administrator(&mut transaction, username).await;
+        transaction.finish(result).await
     }
 
     async fn list(
@@ -226,11 +180,72 @@ impl UserRepository for SqliteUserRepository {
         ))
         .bind(after.as_ref().map_or("", Username::as_str))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.database.pool)
         .await
         .map_err(unavailable)?;
         decode_all(rows)
     }
+}
+
+/// Applies `patch` to `username` inside the caller's write transaction, failing (for the
+/// caller to roll back) if that leaves no administrator where there was one.
+async fn update_keeping_an_administrator(
+    connection: &mut SqliteConnection,
+    username: &Username,
+    patch: &UserPatch,
+) -> Result<User, RepositoryError> {
+    let administrators_before = count_administrators(connection).await?;
+    // `?4`/`?6` say whether email/full_name are being set, since `?5`/`?7` being NULL
+    // may mean "clear it" or "leave it".
+    let row = sqlx::query_as::<_, UserRow>(concat!(
+        "UPDATE users SET disabled = coalesce(?2, disabled), scopes = coalesce(?3, scopes), ",
+        "email = CASE WHEN ?4 THEN ?5 ELSE email END, full_name = CASE WHEN ?6 THEN ?7 ELSE full_name END ",
+        "WHERE username = ?1 RETURNING ",
+        user_columns!()
+    ))
+    .bind(username.as_str())
+    .bind(patch.disabled)
+    .bind(patch.scopes.map(|scopes| scopes.to_string()))
+    .bind(patch.email.is_some())
+    .bind(patch.email.as_ref().and_then(Option::as_deref))
+    .bind(patch.full_name.is_some())
+    .bind(patch.full_name.as_ref().and_then(Option::as_deref))
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(unavailable)?;
+    let Some(row) = row else {
+        return Err(RepositoryError::NotFound);
+    };
+    keep_an_administrator(
+        administrators_before,
+        count_administrators(connection).await?,
+    )?;
+    Ok(User::try_from(row)?)
+}
+
+/// Deletes `username` inside the caller's write transaction, failing (for the caller to roll
+/// back) if that leaves no administrator where there was one.
+async fn delete_keeping_an_administrator(
+    connection: &mut SqliteConnection,
+    username: &Username,
+) -> Result<User, RepositoryError> {
+    let administrators_before = count_administrators(connection).await?;
+    let row = sqlx::query_as::<_, UserRow>(concat!(
+        "DELETE FROM users WHERE username = ?1 RETURNING ",
+        user_columns!()
+    ))
+    .bind(username.as_str())
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(unavailable)?;
+    let Some(row) = row else {
+        return Err(RepositoryError::NotFound);
+    };
+    keep_an_administrator(
+        administrators_before,
+        count_administrators(connection).await?,
+    )?;
+    Ok(User::try_from(row)?)
 }
 
 /// How many enabled users hold `users:write`.
