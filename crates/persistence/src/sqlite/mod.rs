@@ -183,11 +183,35 @@ async fn open(
     } else {
         pool_options.max_connections(options.max_connections)
     };
-    let pool = pool_options.connect_with(connect_options).await?;
+    // Switching a new database file into WAL mode needs an exclusive lock that SQLite's busy
+    // timeout does not wait for, so when several processes create the file at once, all but
+    // one fail with SQLITE_BUSY. Retrying briefly lets them find WAL already on.
+    let mut attempt = 0;
+    let pool = loop {
+        match pool_options.clone().connect_with(connect_options.clone()).await {
+            Err(error) if is_busy(&error) && attempt < OPEN_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            result => break result?,
+        }
+    };
     Ok(SqliteDatabase {
         pool,
         writers: Arc::new(Mutex::new(())),
     })
+}
+
+/// How often opening the database is retried while another process holds the lock that
+/// turning WAL on needs (50 ms apart: at most about two seconds in all).
+const OPEN_RETRIES: u32 = 40;
+
+/// Whether `error` is SQLite's "database is locked" (`SQLITE_BUSY`, code 5).
+fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database) => database.code().is_some_and(|code| code == "5"),
+        _ => false,
+    }
 }
 
 /// Whether `url` names an in-memory database (`sqlite::memory:`, `sqlite://:memory:` or
