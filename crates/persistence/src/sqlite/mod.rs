@@ -188,7 +188,11 @@ async fn open(
     // one fail with SQLITE_BUSY. Retrying briefly lets them find WAL already on.
     let mut attempt = 0;
     let pool = loop {
-        match pool_options.clone().connect_with(connect_options.clone()).await {
+        match pool_options
+            .clone()
+            .connect_with(connect_options.clone())
+            .await
+        {
             Err(error) if is_busy(&error) && attempt < OPEN_RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
