@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authgate_domain::{
-    ClientId, Password, PasswordHash, ScopeError, ScopeSet, ThrottleDecision, Username,
+    ClientId, Password, PasswordHash, ScopeError, ScopeSet, ThrottleDecision, Timestamp, Username,
 };
 
 use crate::issuer::{IssuedTokens, TokenIssuer};
@@ -114,13 +114,8 @@ impl LoginWithPassword {
         // doomed attempt would otherwise cost a database round trip, taken from the bearer
         // requests that share the pool. The attempt reached no verdict, so it is given back.
         if !self.hasher.has_capacity() {
-            if let Err(give_back) = self
-                .throttle
-                .give_back(&throttle_key, request.client_address, now)
-                .await
-            {
-                tracing::warn!(error = %give_back, "giving back a login attempt failed");
-            }
+            self.give_back(&throttle_key, request.client_address, now)
+                .await;
             return Err(LoginError::Busy);
         }
 
@@ -143,13 +138,8 @@ impl LoginWithPassword {
             Err(error) => {
                 // No verdict was reached: the attempt must not count as a failure, or a busy
                 // server would lock out users typing the right password.
-                if let Err(give_back) = self
-                    .throttle
-                    .give_back(&throttle_key, request.client_address, now)
-                    .await
-                {
-                    tracing::warn!(error = %give_back, "giving back a login attempt failed");
-                }
+                self.give_back(&throttle_key, request.client_address, now)
+                    .await;
                 return Err(match error {
                     HashError::Busy => LoginError::Busy,
                     HashError::Internal(source) => LoginError::Internal(source),
@@ -182,6 +172,14 @@ impl LoginWithPassword {
             .map_err(LoginError::Internal)?;
         tracing::info!(user.id = %user.id, token.scope = %scope, "password grant succeeded");
         Ok(tokens)
+    }
+
+    /// Takes back an attempt that reached no verdict. A failure only means the attempt stays
+    /// counted, so it is logged, not returned.
+    async fn give_back(&self, throttle_key: &str, address: Option<IpAddr>, now: Timestamp) {
+        if let Err(error) = self.throttle.give_back(throttle_key, address, now).await {
+            tracing::warn!(error = %error, "giving back a login attempt failed");
+        }
     }
 
     /// Re-hashes a verified password under the configured parameters. A failure only means
