@@ -253,6 +253,78 @@ pub(crate) fn keep_an_administrator(before: i64, after: i64) -> Result<(), Repos
     }
 }
 
+/// The same rows read through rusqlite, on SQLite's direct connections
+/// (`sqlite::direct`): by column name, with the types the `FromRow` derives read.
+mod direct {
+    use rusqlite::Row;
+
+    use super::{BearerRow, CredentialsRow, FamilyRow, JoinedUserRow, PresentedTokenRow, UserRow};
+
+    impl UserRow {
+        pub(crate) fn from_direct(row: &Row<'_>) -> rusqlite::Result<Self> {
+            Ok(Self {
+                id: row.get("id")?,
+                username: row.get("username")?,
+                email: row.get("email")?,
+                full_name: row.get("full_name")?,
+                disabled: row.get("disabled")?,
+                scopes: row.get("scopes")?,
+                created_at: row.get("created_at")?,
+                session_epoch: row.get("session_epoch")?,
+            })
+        }
+    }
+
+    impl CredentialsRow {
+        pub(crate) fn from_direct(row: &Row<'_>) -> rusqlite::Result<Self> {
+            Ok(Self {
+                user: UserRow::from_direct(row)?,
+                password_hash: row.get("password_hash")?,
+            })
+        }
+    }
+
+    impl BearerRow {
+        pub(crate) fn from_direct(row: &Row<'_>) -> rusqlite::Result<Self> {
+            // `users.id` is the primary key, so it is NULL only when the join found no user.
+            let id: Option<String> = row.get("id")?;
+            let user = match id {
+                None => JoinedUserRow(None),
+                Some(_) => JoinedUserRow(Some(UserRow::from_direct(row)?)),
+            };
+            Ok(Self {
+                revoked: row.get("revoked")?,
+                user,
+            })
+        }
+    }
+
+    impl FamilyRow {
+        pub(crate) fn from_direct(row: &Row<'_>) -> rusqlite::Result<Self> {
+            Ok(Self {
+                id: row.get("id")?,
+                user_id: row.get("user_id")?,
+                scope: row.get("scope")?,
+                client_id: row.get("client_id")?,
+                session_epoch: row.get("session_epoch")?,
+                issued_at: row.get("issued_at")?,
+                expires_at: row.get("expires_at")?,
+            })
+        }
+    }
+
+    impl PresentedTokenRow {
+        pub(crate) fn from_direct(row: &Row<'_>) -> rusqlite::Result<Self> {
+            Ok(Self {
+                family: FamilyRow::from_direct(row)?,
+                revoked_at: row.get("revoked_at")?,
+                rotated_at: row.get("rotated_at")?,
+                successor_hash: row.get("successor_hash")?,
+            })
+        }
+    }
+}
+
 /// Converts an optional row, reporting an undecodable one as unavailable storage.
 pub(crate) fn decode_optional<Row, Domain>(
     row: Option<Row>,

@@ -17,6 +17,7 @@
 
 mod bearer;
 mod denylist;
+mod direct;
 mod keys;
 mod refresh_tokens;
 mod users;
@@ -31,13 +32,14 @@ use authgate_application::ports::{HealthProbe, RepositoryError};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, OwnedMutexGuard};
 
 use crate::error::unavailable;
 use crate::{PoolOptions, Repositories};
 
 pub(crate) use bearer::SqliteBearerLookup;
 pub(crate) use denylist::SqliteDenylist;
+pub(crate) use direct::{DirectReaders, DirectWriter};
 pub(crate) use keys::SqliteKeyStore;
 pub(crate) use refresh_tokens::SqliteRefreshTokenStore;
 pub(crate) use users::SqliteUserRepository;
@@ -60,6 +62,15 @@ pub(crate) struct SqliteDatabase {
     pub(crate) pool: SqlitePool,
     /// Held by the writer whose turn it is; tokio's mutex grants it in request order.
     writers: Arc<Mutex<()>>,
+    /// Connections of its own for the hot statements, without sqlx's worker threads
+    /// (see [`direct`]); `None` for an in-memory database, which only sqlx's connection sees.
+    pub(crate) direct: Option<Arc<Direct>>,
+}
+
+/// The direct connections of a database file (see [`direct`]).
+pub(crate) struct Direct {
+    pub(crate) readers: DirectReaders,
+    pub(crate) writer: DirectWriter,
 }
 
 /// A writer waited longer than [`BUSY_TIMEOUT`] for its turn.
@@ -77,6 +88,13 @@ impl SqliteDatabase {
     /// would give up, so that writers do not queue without bound.
     pub(crate) async fn write_turn(&self) -> Result<MutexGuard<'_, ()>, RepositoryError> {
         tokio::time::timeout(BUSY_TIMEOUT, self.writers.lock())
+            .await
+            .map_err(|_| unavailable(WriterQueueTimeout))
+    }
+
+    /// [`SqliteDatabase::write_turn`] as a guard that can move to another thread.
+    pub(crate) async fn owned_write_turn(&self) -> Result<OwnedMutexGuard<()>, RepositoryError> {
+        tokio::time::timeout(BUSY_TIMEOUT, Arc::clone(&self.writers).lock_owned())
             .await
             .map_err(|_| unavailable(WriterQueueTimeout))
     }
@@ -200,9 +218,31 @@ async fn open(
             result => break result?,
         }
     };
+    // The pool's first connection has created the file and turned WAL on.
+    let direct = if is_in_memory(url) {
+        None
+    } else {
+        let path = connect_options.get_filename();
+        let readers =
+            std::thread::available_parallelism().map_or(2, |cores| cores.get().clamp(2, 8));
+        let opened = DirectReaders::open(path, readers, busy_timeout).and_then(|readers| {
+            Ok(Direct {
+                readers,
+                writer: DirectWriter::open(path, busy_timeout)?,
+            })
+        });
+        match opened {
+            Ok(direct) => Some(Arc::new(direct)),
+            Err(error) => {
+                pool.close().await;
+                return Err(sqlx::Error::Configuration(error.into()));
+            }
+        }
+    };
     Ok(SqliteDatabase {
         pool,
         writers: Arc::new(Mutex::new(())),
+        direct,
     })
 }
 
@@ -256,7 +296,7 @@ pub(crate) fn repositories(database: &SqliteDatabase) -> Repositories {
         users: Arc::new(SqliteUserRepository::new(database.clone())),
         refresh_tokens: Arc::new(SqliteRefreshTokenStore::new(database.clone())),
         denylist: Arc::new(SqliteDenylist::new(database.clone())),
-        bearer_lookup: Arc::new(SqliteBearerLookup::new(database.pool.clone())),
+        bearer_lookup: Arc::new(SqliteBearerLookup::new(database.clone())),
         keys: Arc::new(SqliteKeyStore::new(database.clone())),
         health: Arc::new(SqliteHealthProbe {
             pool: database.pool.clone(),

@@ -7,6 +7,7 @@ use authgate_application::ports::{
     RefreshFamily, RefreshTokenHash, RefreshTokenStore, RepositoryError, RotateOutcome,
 };
 use authgate_domain::{Timestamp, UserId};
+use rusqlite::OptionalExtension;
 use sqlx::SqliteConnection;
 
 use super::SqliteDatabase;
@@ -49,9 +50,23 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
     ) -> Result<RotateOutcome, RepositoryError> {
         // Racing rotations of one token queue for the write lock, so each one reads the token
         // as the previous one left it: exactly one sees it current.
-        let mut transaction = self.database.begin_write().await?;
-        let result = rotate_within(&mut transaction, token, successor, now, grace).await;
-        transaction.finish(result).await
+        match &self.database.direct {
+            Some(direct) => {
+                let turn = self.database.owned_write_turn().await?;
+                let (token, successor) = (*token, *successor);
+                direct
+                    .writer
+                    .transaction(turn, move |transaction| {
+                        rotate_directly(transaction, &token, &successor, now, grace)
+                    })
+                    .await
+            }
+            None => {
+                let mut transaction = self.database.begin_write().await?;
+                let result = rotate_within(&mut transaction, token, successor, now, grace).await;
+                transaction.finish(result).await
+            }
+        }
     }
 
     async fn find_current(
@@ -156,6 +171,76 @@ async fn insert_family(
     Ok(())
 }
 
+/// [`RefreshTokenStore::rotate`] inside the caller's write transaction on a direct
+/// connection: the statements of [`rotate_within`], without a thread hop between them.
+fn rotate_directly(
+    transaction: &rusqlite::Transaction<'_>,
+    token: &RefreshTokenHash,
+    successor: &RefreshTokenHash,
+    now: Timestamp,
+    grace: Duration,
+) -> Result<RotateOutcome, RepositoryError> {
+    let presented = transaction
+        .prepare_cached(PRESENTED_TOKEN)
+        .and_then(|mut statement| {
+            statement
+                .query_row([token.0.as_slice()], PresentedTokenRow::from_direct)
+                .optional()
+        })
+        .map_err(unavailable)?;
+    let outcome = match Rotation::decide(presented, successor, now, grace)? {
+        Rotation::Invalid => RotateOutcome::Invalid,
+        Rotation::Replay(family) => RotateOutcome::Replayed(family),
+        Rotation::Rotate(family) => {
+            let family_id = family.id.to_string();
+            transaction
+                .prepare_cached(MARK_ROTATED)
+                .and_then(|mut statement| {
+                    statement.execute((token.0.as_slice(), now.unix(), successor.0.as_slice()))
+                })
+                .and_then(|_| transaction.prepare_cached(INSERT_SUCCESSOR))
+                .and_then(|mut statement| {
+                    statement.execute((
+                        successor.0.as_slice(),
+                        &family_id,
+                        token.0.as_slice(),
+                        now.unix(),
+                    ))
+                })
+                .map_err(unavailable)?;
+            RotateOutcome::Rotated(family)
+        }
+        Rotation::RevokeForReuse(family_id) => {
+            transaction
+                .prepare_cached(REVOKE_FOR_REUSE)
+                .and_then(|mut statement| {
+                    statement.execute((family_id.to_string(), now.unix(), REUSE_REASON))
+                })
+                .map_err(unavailable)?;
+            RotateOutcome::Reused
+        }
+    };
+    Ok(outcome)
+}
+
+/// The presented token and its family, for [`Rotation::decide`].
+const PRESENTED_TOKEN: &str = "SELECT f.id, f.user_id, f.scope, f.client_id, f.session_epoch, f.issued_at, f.expires_at, \
+            f.revoked_at, t.rotated_at, t.successor_hash \
+     FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id \
+     WHERE t.hash = ?1";
+
+/// Marks the presented token (`?1`) rotated at `?2` into the successor `?3`.
+const MARK_ROTATED: &str =
+    "UPDATE refresh_tokens SET rotated_at = ?2, successor_hash = ?3 WHERE hash = ?1";
+
+/// Stores the successor `?1` in family `?2`, the child of `?3`, issued at `?4`.
+const INSERT_SUCCESSOR: &str =
+    "INSERT INTO refresh_tokens (hash, family_id, parent_hash, issued_at) VALUES (?1, ?2, ?3, ?4)";
+
+/// Revokes family `?1` at `?2` for reason `?3`, unless it is revoked already.
+const REVOKE_FOR_REUSE: &str = "UPDATE refresh_token_families SET revoked_at = ?2, revoked_reason = ?3 \
+     WHERE id = ?1 AND revoked_at IS NULL";
+
 /// [`RefreshTokenStore::rotate`] inside the caller's write transaction.
 async fn rotate_within(
     connection: &mut SqliteConnection,
@@ -164,52 +249,40 @@ async fn rotate_within(
     now: Timestamp,
     grace: Duration,
 ) -> Result<RotateOutcome, RepositoryError> {
-    let presented = sqlx::query_as::<_, PresentedTokenRow>(
-        "SELECT f.id, f.user_id, f.scope, f.client_id, f.session_epoch, f.issued_at, f.expires_at, \
-                f.revoked_at, t.rotated_at, t.successor_hash \
-         FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id \
-         WHERE t.hash = ?1",
-    )
-    .bind(token.0.as_slice())
-    .fetch_optional(&mut *connection)
-    .await
-    .map_err(unavailable)?;
+    let presented = sqlx::query_as::<_, PresentedTokenRow>(PRESENTED_TOKEN)
+        .bind(token.0.as_slice())
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(unavailable)?;
     let outcome = match Rotation::decide(presented, successor, now, grace)? {
         Rotation::Invalid => RotateOutcome::Invalid,
         Rotation::Replay(family) => RotateOutcome::Replayed(family),
         Rotation::Rotate(family) => {
-            sqlx::query(
-                "UPDATE refresh_tokens SET rotated_at = ?2, successor_hash = ?3 WHERE hash = ?1",
-            )
-            .bind(token.0.as_slice())
-            .bind(now.unix())
-            .bind(successor.0.as_slice())
-            .execute(&mut *connection)
-            .await
-            .map_err(unavailable)?;
-            sqlx::query(
-                "INSERT INTO refresh_tokens (hash, family_id, parent_hash, issued_at) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .bind(successor.0.as_slice())
-            .bind(family.id.to_string())
-            .bind(token.0.as_slice())
-            .bind(now.unix())
-            .execute(&mut *connection)
-            .await
-            .map_err(unavailable)?;
+            sqlx::query(MARK_ROTATED)
+                .bind(token.0.as_slice())
+                .bind(now.unix())
+                .bind(successor.0.as_slice())
+                .execute(&mut *connection)
+                .await
+                .map_err(unavailable)?;
+            sqlx::query(INSERT_SUCCESSOR)
+                .bind(successor.0.as_slice())
+                .bind(family.id.to_string())
+                .bind(token.0.as_slice())
+                .bind(now.unix())
+                .execute(&mut *connection)
+                .await
+                .map_err(unavailable)?;
             RotateOutcome::Rotated(family)
         }
         Rotation::RevokeForReuse(family_id) => {
-            sqlx::query(
-                "UPDATE refresh_token_families SET revoked_at = ?2, revoked_reason = ?3 \
-                 WHERE id = ?1 AND revoked_at IS NULL",
-            )
-            .bind(family_id.to_string())
-            .bind(now.unix())
-            .bind(REUSE_REASON)
-            .execute(&mut *connection)
-            .await
-            .map_err(unavailable)?;
+            sqlx::query(REVOKE_FOR_REUSE)
+                .bind(family_id.to_string())
+                .bind(now.unix())
+                .bind(REUSE_REASON)
+                .execute(&mut *connection)
+                .await
+                .map_err(unavailable)?;
             RotateOutcome::Reused
         }
     };

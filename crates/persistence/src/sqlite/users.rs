@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use authgate_application::ports::{NewUser, RepositoryError, UserPatch, UserRepository};
 use authgate_domain::{PasswordHash, Scope, User, UserId, Username};
+use rusqlite::OptionalExtension;
 use sqlx::SqliteConnection;
 
 use super::SqliteDatabase;
@@ -32,28 +33,43 @@ impl SqliteUserRepository {
 #[async_trait]
 impl UserRepository for SqliteUserRepository {
     async fn find_by_username(&self, username: &Username) -> Result<Option<User>, RepositoryError> {
-        let row = sqlx::query_as::<_, UserRow>(concat!(
+        const FIND: &str = concat!(
             "SELECT ",
             user_columns!(),
             " FROM users WHERE username = ?1"
-        ))
-        .bind(username.as_str())
-        .fetch_optional(&self.database.pool)
-        .await
-        .map_err(unavailable)?;
+        );
+        let row = match &self.database.direct {
+            Some(direct) => direct.readers.read(|connection| {
+                connection
+                    .prepare_cached(FIND)?
+                    .query_row([username.as_str()], UserRow::from_direct)
+                    .optional()
+            })?,
+            None => sqlx::query_as::<_, UserRow>(FIND)
+                .bind(username.as_str())
+                .fetch_optional(&self.database.pool)
+                .await
+                .map_err(unavailable)?,
+        };
         decode_optional(row)
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
-        let row = sqlx::query_as::<_, UserRow>(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id = ?1"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&self.database.pool)
-        .await
-        .map_err(unavailable)?;
+        const FIND: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
+        let id = id.to_string();
+        let row = match &self.database.direct {
+            Some(direct) => direct.readers.read(|connection| {
+                connection
+                    .prepare_cached(FIND)?
+                    .query_row([&id], UserRow::from_direct)
+                    .optional()
+            })?,
+            None => sqlx::query_as::<_, UserRow>(FIND)
+                .bind(id)
+                .fetch_optional(&self.database.pool)
+                .await
+                .map_err(unavailable)?,
+        };
         decode_optional(row)
     }
 
@@ -61,15 +77,24 @@ impl UserRepository for SqliteUserRepository {
         &self,
         username: &Username,
     ) -> Result<Option<(User, PasswordHash)>, RepositoryError> {
-        let row = sqlx::query_as::<_, CredentialsRow>(concat!(
+        const FIND: &str = concat!(
             "SELECT ",
             user_columns!(),
             ", password_hash FROM users WHERE username = ?1"
-        ))
-        .bind(username.as_str())
-        .fetch_optional(&self.database.pool)
-        .await
-        .map_err(unavailable)?;
+        );
+        let row = match &self.database.direct {
+            Some(direct) => direct.readers.read(|connection| {
+                connection
+                    .prepare_cached(FIND)?
+                    .query_row([username.as_str()], CredentialsRow::from_direct)
+                    .optional()
+            })?,
+            None => sqlx::query_as::<_, CredentialsRow>(FIND)
+                .bind(username.as_str())
+                .fetch_optional(&self.database.pool)
+                .await
+                .map_err(unavailable)?,
+        };
         decode_optional(row)
     }
 
