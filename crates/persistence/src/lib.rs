@@ -205,7 +205,7 @@ impl Database {
     /// Queries started afterwards fail as unavailable.
     pub async fn close(&self) {
         match &self.pool {
-            Pool::Sqlite(database) => database.pool.close().await,
+            Pool::Sqlite(database) => database.close().await,
             Pool::Postgres(pool) => pool.close().await,
         }
     }

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use hyper::StatusCode;
@@ -475,15 +475,33 @@ impl Bench<'_> {
             .with_context(|| format!("preparing {name}"))?;
         let rss_start = self.reset_rss()?;
         let window = self.phases.window();
+        // The server's CPU time over the measured window, read on a thread of its own.
+        let pid = self.server.pid();
+        let cpu = std::thread::spawn(move || -> anyhow::Result<f64> {
+            std::thread::sleep(window.start.saturating_duration_since(Instant::now()));
+            let start = server::cpu_seconds_of(pid)?;
+            std::thread::sleep(window.end.saturating_duration_since(Instant::now()));
+            Ok(server::cpu_seconds_of(pid)? - start)
+        });
         let tally = self
             .runtime
             .block_on(async { load::gather(load::spawn_closed(workers, window)).await })?;
         let summary = tally.summarize(self.phases.duration);
+        let cpu_seconds = cpu
+            .join()
+            .map_err(|_| anyhow::anyhow!("the CPU sampler panicked"))??;
         let rss = self.peak_rss()?;
-        println!("{}", line(name, shape, "req/s", &summary, Some(rss)));
+        // Server CPU per successful request: the cost the load generator does not blur.
+        #[allow(clippy::cast_precision_loss)]
+        let cpu_us = cpu_seconds * 1e6 / summary.ok.max(1) as f64;
+        println!(
+            "{}  server CPU {cpu_us:>5.0} us/req",
+            line(name, shape, "req/s", &summary, Some(rss))
+        );
         let mut value = summary.to_json(Some(rss));
         value["shape"] = json!(shape);
         value["rss_start_mib"] = json!(round(rss_start, 1));
+        value["server_cpu_us_per_request"] = json!(round(cpu_us, 1));
         self.results.insert(name.to_owned(), value);
         Ok(summary)
     }

@@ -243,6 +243,32 @@ impl Server {
     }
 }
 
+/// The CPU time the process `pid` has used so far, user and system, all threads, in seconds
+/// (`utime` + `stime` of `/proc/PID/stat`, in the kernel's fixed 100 Hz `USER_HZ` ticks).
+///
+/// # Errors
+///
+/// When `/proc/PID/stat` cannot be read or parsed.
+pub fn cpu_seconds_of(pid: u32) -> anyhow::Result<f64> {
+    const USER_HZ: f64 = 100.0;
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // The command name (field 2) may contain spaces; the fields after it start at `state`
+    // (field 3), so `utime` (14) and `stime` (15) are the 12th and 13th after the `)`.
+    let ticks: f64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().skip(11).take(2))
+        .into_iter()
+        .flatten()
+        .map(|field| {
+            field
+                .parse::<f64>()
+                .with_context(|| format!("parsing {path}"))
+        })
+        .sum::<anyhow::Result<f64>>()?;
+    Ok(ticks / USER_HZ)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // SIGKILL: nothing on this throwaway server needs a graceful stop.

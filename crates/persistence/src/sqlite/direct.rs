@@ -17,19 +17,31 @@
 //!   checkpoint, so it never runs on an async worker. It still takes this process's writer
 //!   turn first, like every other write (see the parent module).
 //!
+//! - **Change detection** ([`ChangeWatch`]) tells cached reads when they may be stale: a
+//!   generation that every write of this process bumps when it ends, and that a check of
+//!   SQLite's `PRAGMA data_version` bumps when another process (the command line, a second
+//!   server) has committed. A read cached under the current generation is therefore exact
+//!   for this process's writes, and at most [`NOTICE_WITHIN`] behind another process's;
+//!   a process that wrote waits that long when it closes the database, so that once
+//!   `authgate user disable` has returned, every server on the file has noticed.
+//!
 //! An in-memory database is private to sqlx's connection, so it has no direct connections
 //! and keeps to sqlx.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use authgate_application::ports::RepositoryError;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::OwnedMutexGuard;
 
+use super::WriteTurn;
 use crate::error::unavailable;
+
+/// How long another process's commit may go unnoticed by [`ChangeWatch::generation`].
+pub(crate) const NOTICE_WITHIN: Duration = Duration::from_millis(1);
 
 /// Connections for reading on the calling thread, one per core: a caller takes the first
 /// free one, and waits for one only when every core is already reading.
@@ -95,7 +107,7 @@ impl DirectWriter {
     /// stops waiting for it. Commits when `work` succeeds and rolls back otherwise.
     pub(crate) async fn transaction<T, Work>(
         &self,
-        turn: OwnedMutexGuard<()>,
+        turn: WriteTurn<OwnedMutexGuard<()>>,
         work: Work,
     ) -> Result<T, RepositoryError>
     where
@@ -119,6 +131,89 @@ impl DirectWriter {
     }
 }
 
+/// Whether what was read from the database may since have changed (see the module docs).
+pub(crate) struct ChangeWatch {
+    /// Bumped by every write of this process as it ends, and by a check that finds another
+    /// process's commit.
+    generation: AtomicU64,
+    /// When the latest completed check began, in nanoseconds since `origin`.
+    checked: AtomicU64,
+    origin: Instant,
+    /// The connection whose `data_version` is checked, and the version it last answered.
+    /// `data_version` counts the commits of every *other* connection, so it must always be
+    /// asked on this one.
+    watcher: Mutex<(Connection, i64)>,
+    /// Whether this process has written since the watch began.
+    wrote: AtomicBool,
+}
+
+impl ChangeWatch {
+    /// Starts watching the database file at `path`, which must exist.
+    pub(crate) fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Self> {
+        let connection = open(path, busy_timeout)?;
+        connection.pragma_update(None, "query_only", true)?;
+        let origin = Instant::now();
+        let version = data_version(&connection)?;
+        Ok(Self {
+            generation: AtomicU64::new(0),
+            checked: AtomicU64::new(0),
+            origin,
+            watcher: Mutex::new((connection, version)),
+            wrote: AtomicBool::new(false),
+        })
+    }
+
+    /// The current generation. A read made under it is exact for this process's writes and
+    /// for another process's commits older than [`NOTICE_WITHIN`]: when no check has begun
+    /// within that time, this one checks `data_version` first (a few microseconds, at most
+    /// about once per [`NOTICE_WITHIN`] under load).
+    ///
+    /// Read the generation *before* reading the data it will vouch for: a write that ends
+    /// in between then leaves the read under an older generation, not a stale one under
+    /// the newer.
+    pub(crate) fn generation(&self) -> Result<u64, RepositoryError> {
+        let began = self.nanos_since_origin();
+        let checked = self.checked.load(Ordering::Acquire);
+        if began.saturating_sub(checked) > nanos(NOTICE_WITHIN) {
+            let mut watcher = lock(&self.watcher);
+            let version = data_version(&watcher.0).map_err(unavailable)?;
+            if version != watcher.1 {
+                watcher.1 = version;
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            self.checked.fetch_max(began, Ordering::AcqRel);
+        }
+        Ok(self.generation.load(Ordering::Acquire))
+    }
+
+    /// A write of this process has ended (committed or not): what was read before is stale.
+    pub(crate) fn bump(&self) {
+        self.wrote.store(true, Ordering::Release);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether this process has written since the watch began.
+    pub(crate) fn wrote(&self) -> bool {
+        self.wrote.load(Ordering::Acquire)
+    }
+
+    fn nanos_since_origin(&self) -> u64 {
+        nanos(self.origin.elapsed())
+    }
+}
+
+/// `duration` in nanoseconds; saturates after 584 years.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// SQLite's count of commits by other connections, as seen by `connection`.
+fn data_version(connection: &Connection) -> rusqlite::Result<i64> {
+    connection
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |row| row.get(0))
+}
+
 /// Opens one connection with the settings the sqlx pool uses (WAL is a property of the file
 /// and already on).
 fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
@@ -132,6 +227,6 @@ fn open(path: &Path, busy_timeout: Duration) -> rusqlite::Result<Connection> {
 
 /// Locks `connection`. A panic while it was held cannot have left it inconsistent: SQLite
 /// rolls back an unfinished transaction when rusqlite's guard is dropped during the unwind.
-fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+fn lock<T>(connection: &Mutex<T>) -> MutexGuard<'_, T> {
     connection.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -39,7 +39,7 @@ use crate::{PoolOptions, Repositories};
 
 pub(crate) use bearer::SqliteBearerLookup;
 pub(crate) use denylist::SqliteDenylist;
-pub(crate) use direct::{DirectReaders, DirectWriter};
+pub(crate) use direct::{ChangeWatch, DirectReaders, DirectWriter};
 pub(crate) use keys::SqliteKeyStore;
 pub(crate) use refresh_tokens::SqliteRefreshTokenStore;
 pub(crate) use users::SqliteUserRepository;
@@ -71,6 +71,23 @@ pub(crate) struct SqliteDatabase {
 pub(crate) struct Direct {
     pub(crate) readers: DirectReaders,
     pub(crate) writer: DirectWriter,
+    pub(crate) watch: ChangeWatch,
+}
+
+/// This process's turn to write (see the module docs), as `guard` holds it. When the turn
+/// ends, the write is over, so whatever was cached from the database may be stale: dropping
+/// the turn bumps the [`ChangeWatch`] generation.
+pub(crate) struct WriteTurn<Guard> {
+    _guard: Guard,
+    direct: Option<Arc<Direct>>,
+}
+
+impl<Guard> Drop for WriteTurn<Guard> {
+    fn drop(&mut self) {
+        if let Some(direct) = &self.direct {
+            direct.watch.bump();
+        }
+    }
 }
 
 /// A writer waited longer than [`BUSY_TIMEOUT`] for its turn.
@@ -86,17 +103,43 @@ impl SqliteDatabase {
     ///
     /// [`RepositoryError::Unavailable`] after [`BUSY_TIMEOUT`], as SQLite's busy handler
     /// would give up, so that writers do not queue without bound.
-    pub(crate) async fn write_turn(&self) -> Result<MutexGuard<'_, ()>, RepositoryError> {
-        tokio::time::timeout(BUSY_TIMEOUT, self.writers.lock())
+    pub(crate) async fn write_turn(
+        &self,
+    ) -> Result<WriteTurn<MutexGuard<'_, ()>>, RepositoryError> {
+        let guard = tokio::time::timeout(BUSY_TIMEOUT, self.writers.lock())
             .await
-            .map_err(|_| unavailable(WriterQueueTimeout))
+            .map_err(|_| unavailable(WriterQueueTimeout))?;
+        Ok(self.turn(guard))
     }
 
     /// [`SqliteDatabase::write_turn`] as a guard that can move to another thread.
-    pub(crate) async fn owned_write_turn(&self) -> Result<OwnedMutexGuard<()>, RepositoryError> {
-        tokio::time::timeout(BUSY_TIMEOUT, Arc::clone(&self.writers).lock_owned())
+    pub(crate) async fn owned_write_turn(
+        &self,
+    ) -> Result<WriteTurn<OwnedMutexGuard<()>>, RepositoryError> {
+        let guard = tokio::time::timeout(BUSY_TIMEOUT, Arc::clone(&self.writers).lock_owned())
             .await
-            .map_err(|_| unavailable(WriterQueueTimeout))
+            .map_err(|_| unavailable(WriterQueueTimeout))?;
+        Ok(self.turn(guard))
+    }
+
+    fn turn<Guard>(&self, guard: Guard) -> WriteTurn<Guard> {
+        WriteTurn {
+            _guard: guard,
+            direct: self.direct.clone(),
+        }
+    }
+
+    /// Closes the pool. A process that wrote first waits out [`direct::NOTICE_WITHIN`], so
+    /// that other processes on the file have noticed its writes once it is gone.
+    pub(crate) async fn close(&self) {
+        self.pool.close().await;
+        if self
+            .direct
+            .as_ref()
+            .is_some_and(|direct| direct.watch.wrote())
+        {
+            tokio::time::sleep(2 * direct::NOTICE_WITHIN).await;
+        }
     }
 
     /// Begins a write transaction: this process's turn first, then the database's write lock
@@ -116,7 +159,7 @@ impl SqliteDatabase {
 /// [`WriteTransaction::finish`] has committed or rolled it back.
 pub(crate) struct WriteTransaction<'turn> {
     transaction: Transaction<'static, Sqlite>,
-    turn: MutexGuard<'turn, ()>,
+    turn: WriteTurn<MutexGuard<'turn, ()>>,
 }
 
 impl WriteTransaction<'_> {
@@ -229,6 +272,7 @@ async fn open(
             Ok(Direct {
                 readers,
                 writer: DirectWriter::open(path, busy_timeout)?,
+                watch: ChangeWatch::open(path, busy_timeout)?,
             })
         });
         match opened {
