@@ -122,6 +122,60 @@ async fn set_password_disable_enable_and_delete_work_from_the_command_line() {
     );
 }
 
+/// The server caches bearer lookups (SQLite); a change made by another process must still
+/// hold on the very next request once the command has returned.
+#[tokio::test]
+async fn command_line_changes_hold_on_the_running_server_s_next_bearer_request() {
+    let db = TempDatabase::create(&Backend::Sqlite).await;
+    let password = "granite-lantern-orchard-7";
+    let added = authgate(
+        &db.url,
+        &["user", "add", "frank", "--password-stdin"],
+        Some(password),
+    );
+    assert!(added.status.success());
+    let url = db.url.clone();
+    let app = spawn_app_with(Backend::Sqlite, |config| config.database_url = url).await;
+    let token = crate::helpers::access_token(&app.login_ok("frank", password).await);
+    // Twice, so that the second answer comes from the cache.
+    for _ in 0..2 {
+        assert_eq!(
+            app.get_with("/users/me", &token).await.status(),
+            StatusCode::OK
+        );
+    }
+
+    assert!(
+        authgate(&db.url, &["user", "disable", "frank"], None)
+            .status
+            .success()
+    );
+    assert_eq!(
+        app.get_with("/users/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(
+        authgate(&db.url, &["user", "enable", "frank"], None)
+            .status
+            .success()
+    );
+    assert_eq!(
+        app.get_with("/users/me", &token).await.status(),
+        StatusCode::OK
+    );
+
+    let changed = authgate(
+        &db.url,
+        &["user", "set-password", "frank", "--password-stdin"],
+        Some("copper-meadow-whistle-19"),
+    );
+    assert!(changed.status.success());
+    assert_eq!(
+        app.get_with("/users/me", &token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 #[tokio::test]
 async fn weak_passwords_and_bad_usage_fail_with_the_documented_exit_codes() {
     let db = TempDatabase::create(&Backend::Sqlite).await;
