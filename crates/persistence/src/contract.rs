@@ -1984,3 +1984,7 @@ mod postgres {
 mod in_memory {
     port_contract!(super::harness::TestBackend::InMemory);
 }
+
+mod sqlite_in_memory {
+    port_contract!(super::harness::TestBackend::SqliteInMemory);
+}

@@ -27,6 +27,9 @@ pub(crate) enum TestBackend {
     Postgres,
     /// The fakes of `authgate_application::testing`.
     InMemory,
+    /// An in-memory SQLite database (`sqlite::memory:`): one connection, and sqlx for every
+    /// statement, where a file has direct connections and the bearer-lookup cache.
+    SqliteInMemory,
 }
 
 /// Runs `check` on a fresh, migrated, empty store of `backend`, then cleans up, even when the
@@ -38,6 +41,16 @@ where
 {
     match backend {
         TestBackend::InMemory => finish(tokio::spawn(check(in_memory())).await),
+        TestBackend::SqliteInMemory => {
+            // Its one connection serves every racer in turn; there are none to open ahead.
+            let database = Database::connect("sqlite::memory:", PoolOptions::default())
+                .await
+                .expect("the in-memory database opens");
+            database.migrate().await.expect("the migrations apply");
+            let outcome = tokio::spawn(check(database.repositories())).await;
+            database.close().await;
+            finish(outcome);
+        }
         TestBackend::Sqlite | TestBackend::Postgres => {
             on_fresh_database(backend, 1, |databases| check(databases[0].repositories())).await;
         }
@@ -58,7 +71,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     match backend {
-        TestBackend::InMemory => {
+        TestBackend::InMemory | TestBackend::SqliteInMemory => {
             unreachable!("the SQLite runs already check the in-memory counters SQLite uses")
         }
         TestBackend::Sqlite => {
@@ -85,7 +98,9 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     match backend {
-        TestBackend::InMemory => unreachable!("the in-memory fakes have no database"),
+        TestBackend::InMemory | TestBackend::SqliteInMemory => {
+            unreachable!("only the port checks run in memory")
+        }
         TestBackend::Sqlite => {
             let directory = tempfile::tempdir().expect("a temporary directory can be made");
             let url = format!(
