@@ -79,6 +79,8 @@ pub(crate) fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
 /// A stored key decoded into what jsonwebtoken signs and verifies with.
 pub(crate) struct ParsedKey {
     pub(crate) encoding: EncodingKey,
+    /// The Ed25519 key itself, to sign with directly (see `signer::SigningKey`).
+    pub(crate) ed25519: Option<Box<Ed25519SigningKey>>,
     pub(crate) decoding: DecodingKey,
     pub(crate) public: PublicParams,
 }
@@ -158,6 +160,7 @@ impl ParsedKey {
                     .map_err(|_| invalid("unusable public key"))?;
                 Ok(Self {
                     encoding: EncodingKey::from_ed_der(&ed25519_pkcs8_v1(signing_key.as_bytes())),
+                    ed25519: Some(Box::new(signing_key)),
                     decoding,
                     public: PublicParams::Ed25519 { x },
                 })
@@ -175,6 +178,7 @@ impl ParsedKey {
                 let (n, e) = (private_key.n_bytes(), private_key.e_bytes());
                 Ok(Self {
                     encoding: EncodingKey::from_rsa_der(pkcs1.as_bytes()),
+                    ed25519: None,
                     decoding: DecodingKey::from_rsa_raw_components(&n, &e),
                     public: PublicParams::Rsa {
                         n: base64url(&n),

@@ -12,6 +12,7 @@ use authgate_application::ports::{
 use authgate_domain::{
     AccessClaims, ClientId, ScopeSet, SessionEpoch, Timestamp, TokenPolicy, UserId, Username,
 };
+use ed25519_dalek::{Signer as _, SigningKey as Ed25519SigningKey};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -337,6 +338,10 @@ struct KeySet {
 struct SigningKey {
     kid: String,
     encoding: EncodingKey,
+    /// For EdDSA, the same key, parsed once: jsonwebtoken would parse the PKCS#8 key and
+    /// derive its public half (a scalar multiplication as costly as the signature) for every
+    /// token it signs.
+    ed25519: Option<Box<Ed25519SigningKey>>,
 }
 
 struct VerifyingKey {
@@ -366,7 +371,20 @@ impl KeySet {
             kid: Some(signing.kid.clone()),
             ..Header::new(algorithm)
         };
-        Ok(jsonwebtoken::encode(&header, claims, &signing.encoding)?)
+        match &signing.ed25519 {
+            // The compact serialization `jsonwebtoken::encode` writes (RFC 7515 §7.1), byte for
+            // byte: Ed25519 signatures are deterministic.
+            Some(key) if algorithm == Algorithm::EdDSA => {
+                let mut token = base64url(&serde_json::to_vec(&header)?);
+                token.push('.');
+                token.push_str(&base64url(&serde_json::to_vec(claims)?));
+                let signature = key.sign(token.as_bytes());
+                token.push('.');
+                token.push_str(&base64url(&signature.to_bytes()));
+                Ok(token)
+            }
+            _ => Ok(jsonwebtoken::encode(&header, claims, &signing.encoding)?),
+        }
     }
 
     fn find(&self, kid: &str) -> Option<&VerifyingKey> {
@@ -391,6 +409,7 @@ impl KeySet {
             signing: SigningKey {
                 kid: kid.clone(),
                 encoding: EncodingKey::from_secret(secret).map_err(|_| weak())?,
+                ed25519: None,
             },
             verifying: vec![VerifyingKey {
                 kid: kid.into(),
@@ -437,6 +456,7 @@ impl KeySet {
                 signing = Some(SigningKey {
                     kid: key.kid.clone(),
                     encoding: parsed.encoding,
+                    ed25519: parsed.ed25519,
                 });
             }
             verifying.push(VerifyingKey {
@@ -672,6 +692,24 @@ mod tests {
                 "session_epoch": 3,
             })
         );
+    }
+
+    #[tokio::test]
+    async fn eddsa_tokens_are_byte_for_byte_what_jsonwebtoken_would_sign() {
+        let signer = fixture(SigningAlgorithm::EdDsa).await.signer;
+        let keys = signer.snapshot();
+        assert!(keys.signing.ed25519.is_some(), "EdDSA signs directly");
+        let header = Header {
+            typ: Some(ACCESS_TOKEN_TYPE.to_owned()),
+            kid: Some(keys.signing.kid.clone()),
+            ..Header::new(Algorithm::EdDSA)
+        };
+        let wire = WireClaims::from(&claims(START));
+
+        let token = signer.sign(&claims(START)).await.unwrap();
+
+        let expected = jsonwebtoken::encode(&header, &wire, &keys.signing.encoding).unwrap();
+        assert_eq!(token, expected);
     }
 
     #[tokio::test]
