@@ -36,9 +36,23 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
         family: &RefreshFamily,
         token: &RefreshTokenHash,
     ) -> Result<(), RepositoryError> {
-        let mut transaction = self.database.begin_write().await?;
-        let result = insert_family(&mut transaction, family, token).await;
-        transaction.finish(result).await
+        match &self.database.direct {
+            Some(direct) => {
+                let turn = self.database.owned_write_turn().await?;
+                let (family, token) = (family.clone(), *token);
+                direct
+                    .writer
+                    .transaction(turn, move |transaction| {
+                        insert_family_directly(transaction, &family, &token)
+                    })
+                    .await
+            }
+            None => {
+                let mut transaction = self.database.begin_write().await?;
+                let result = insert_family(&mut transaction, family, token).await;
+                transaction.finish(result).await
+            }
+        }
     }
 
     async fn rotate(
@@ -141,27 +155,61 @@ impl RefreshTokenStore for SqliteRefreshTokenStore {
     }
 }
 
+/// Stores a family: `?1` id, `?2` user, `?3` scope, `?4` client, `?5` session epoch,
+/// `?6` issued at, `?7` expires at.
+const INSERT_FAMILY: &str = "INSERT INTO refresh_token_families (id, user_id, scope, client_id, session_epoch, issued_at, expires_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Stores a family's first token: `?1` hash, `?2` family, `?3` issued at.
+const INSERT_FIRST_TOKEN: &str =
+    "INSERT INTO refresh_tokens (hash, family_id, issued_at) VALUES (?1, ?2, ?3)";
+
+/// [`insert_family`] inside the caller's write transaction on a direct connection.
+fn insert_family_directly(
+    transaction: &rusqlite::Transaction<'_>,
+    family: &RefreshFamily,
+    token: &RefreshTokenHash,
+) -> Result<(), RepositoryError> {
+    let family_id = family.id.to_string();
+    transaction
+        .prepare_cached(INSERT_FAMILY)
+        .and_then(|mut statement| {
+            statement.execute((
+                &family_id,
+                family.user_id.to_string(),
+                family.scope.to_string(),
+                family.client_id.as_str(),
+                epoch_column(family.session_epoch),
+                family.issued_at.unix(),
+                family.expires_at.unix(),
+            ))
+        })
+        .and_then(|_| transaction.prepare_cached(INSERT_FIRST_TOKEN))
+        .and_then(|mut statement| {
+            statement.execute((token.0.as_slice(), &family_id, family.issued_at.unix()))
+        })
+        .map_err(unavailable)?;
+    Ok(())
+}
+
 /// Stores `family` and its first token inside the caller's write transaction.
 async fn insert_family(
     connection: &mut SqliteConnection,
     family: &RefreshFamily,
     token: &RefreshTokenHash,
 ) -> Result<(), RepositoryError> {
-    sqlx::query(
-        "INSERT INTO refresh_token_families (id, user_id, scope, client_id, session_epoch, issued_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .bind(family.id.to_string())
-    .bind(family.user_id.to_string())
-    .bind(family.scope.to_string())
-    .bind(family.client_id.as_str())
-    .bind(epoch_column(family.session_epoch))
-    .bind(family.issued_at.unix())
-    .bind(family.expires_at.unix())
-    .execute(&mut *connection)
-    .await
-    .map_err(unavailable)?;
-    sqlx::query("INSERT INTO refresh_tokens (hash, family_id, issued_at) VALUES (?1, ?2, ?3)")
+    sqlx::query(INSERT_FAMILY)
+        .bind(family.id.to_string())
+        .bind(family.user_id.to_string())
+        .bind(family.scope.to_string())
+        .bind(family.client_id.as_str())
+        .bind(epoch_column(family.session_epoch))
+        .bind(family.issued_at.unix())
+        .bind(family.expires_at.unix())
+        .execute(&mut *connection)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query(INSERT_FIRST_TOKEN)
         .bind(token.0.as_slice())
         .bind(family.id.to_string())
         .bind(family.issued_at.unix())
