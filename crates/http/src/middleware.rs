@@ -3,7 +3,7 @@
 //! documents for unknown routes and methods.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Request, State};
 use axum::http::header::{
@@ -56,6 +56,8 @@ fn is_token_endpoint(path: &str) -> bool {
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
     timeout: Duration,
+    /// A flood sheds thousands of requests a second: one warning a second says so.
+    shed_log: Arc<SampledLog>,
 }
 
 impl Admission {
@@ -64,7 +66,43 @@ impl Admission {
         Self {
             slots: Arc::new(Semaphore::new(max_in_flight)),
             timeout,
+            shed_log: Arc::default(),
         }
+    }
+}
+
+/// Lets through at most one log line per second for an event a flood can repeat without
+/// limit, so that the log cannot become the flood's amplifier; each line counts the
+/// occurrences left out before it.
+#[derive(Debug, Default)]
+struct SampledLog {
+    state: std::sync::Mutex<SampledState>,
+}
+
+#[derive(Debug, Default)]
+struct SampledState {
+    last_line: Option<Instant>,
+    left_out: u64,
+}
+
+impl SampledLog {
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    /// `Some(occurrences left out since the last line)` when this occurrence may be logged.
+    fn sample(&self, now: Instant) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state
+            .last_line
+            .is_some_and(|last| now.saturating_duration_since(last) < Self::INTERVAL)
+        {
+            state.left_out += 1;
+            return None;
+        }
+        state.last_line = Some(now);
+        Some(std::mem::take(&mut state.left_out))
     }
 }
 
@@ -84,10 +122,13 @@ pub(crate) async fn admit(
 ) -> Response {
     let token_endpoint = is_token_endpoint(request.uri().path());
     let Ok(_slot) = admission.slots.try_acquire_owned() else {
-        tracing::warn!(
-            http.path = request.uri().path(),
-            "shedding a request: too many requests in progress"
-        );
+        if let Some(left_out) = admission.shed_log.sample(Instant::now()) {
+            tracing::warn!(
+                http.path = request.uri().path(),
+                shed.unlogged = left_out,
+                "shedding requests: too many requests in progress"
+            );
+        }
         return unavailable(token_endpoint);
     };
     // A clone of the URI shares its bytes: nothing is copied unless the request times out.
@@ -247,6 +288,20 @@ mod tests {
 
     fn get(path: &str) -> Request<Body> {
         Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_flood_s_warnings_come_once_a_second_counting_those_left_out() {
+        let log = SampledLog::default();
+        let start = Instant::now();
+
+        assert_eq!(log.sample(start), Some(0));
+        for millis in 1..=999 {
+            assert_eq!(log.sample(start + Duration::from_millis(millis)), None);
+        }
+        assert_eq!(log.sample(start + Duration::from_secs(1)), Some(999));
+        assert_eq!(log.sample(start + Duration::from_millis(1500)), None);
+        assert_eq!(log.sample(start + Duration::from_secs(5)), Some(1));
     }
 
     fn preflight(origin: &str) -> Request<Body> {
