@@ -171,14 +171,20 @@ mod tests {
         subject.user.map(|user| user.disabled)
     }
 
-    #[tokio::test]
-    async fn a_cached_answer_ends_with_this_process_s_next_write() {
-        let (_directory, database, other) = two_processes().await;
+    /// One process on a fresh file, with alice stored and the answer for her `jti-1` cached.
+    async fn alice_cached() -> (tempfile::TempDir, Database, Repositories, NewUser) {
+        let (directory, database, other) = two_processes().await;
         other.close().await;
         let repositories = database.repositories();
         let alice = alice();
         repositories.users.insert(&alice).await.expect("stored");
         assert_eq!(disabled(&repositories, &alice, "jti-1").await, Some(false));
+        (directory, database, repositories, alice)
+    }
+
+    #[tokio::test]
+    async fn a_cached_answer_ends_with_this_process_s_next_write() {
+        let (_directory, database, repositories, alice) = alice_cached().await;
 
         repositories
             .denylist
@@ -243,12 +249,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_is_only_given_for_the_user_it_was_read_for() {
-        let (_directory, database, other) = two_processes().await;
-        other.close().await;
-        let repositories = database.repositories();
-        let alice = alice();
-        repositories.users.insert(&alice).await.expect("stored");
-        assert_eq!(disabled(&repositories, &alice, "jti-1").await, Some(false));
+        let (_directory, database, repositories, _alice) = alice_cached().await;
 
         let stranger = authgate_domain::UserId::new(Uuid::new_v4());
         let subject = repositories
