@@ -11,12 +11,11 @@
 //! - **Reads** ([`DirectReaders`]) run on the calling thread, like the signature verification
 //!   next to them. They are primary-key lookups on pages in SQLite's cache, a few microseconds
 //!   each, and in WAL mode a reader never waits for a writer.
-//! - **The refresh rotation** ([`DirectWriter`]) runs as one blocking call: the whole
-//!   `BEGIN IMMEDIATE … COMMIT` in a single hop to tokio's blocking pool, instead of a hop
-//!   per statement. A write may wait for another process's write lock or run a WAL
-//!   checkpoint, so it never runs on an async worker. It still takes this process's writer
-//!   turn first, like every other write (see the parent module).
-//!
+//! - **The refresh-token writes** ([`DirectWriter`]: a new family, a rotation) run as one
+//!   blocking call each: the whole `BEGIN IMMEDIATE … COMMIT` in a single hop to tokio's
+//!   blocking pool, instead of a hop per statement. A write may wait for another process's
+//!   write lock or run a WAL checkpoint, so it never runs on an async worker. It still takes
+//!   this process's writer turn first, like every other write (see the parent module).
 //! - **Change detection** ([`ChangeWatch`]) tells cached reads when they may be stale: a
 //!   generation that every write of this process bumps when it ends, and that a check of
 //!   SQLite's `PRAGMA data_version` bumps when another process (the command line, a second
@@ -116,19 +115,28 @@ impl DirectWriter {
     {
         let connection = Arc::clone(&self.connection);
         tokio::task::spawn_blocking(move || {
-            let mut connection = lock(&connection);
-            let transaction = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(unavailable)?;
-            // Dropping an unfinished rusqlite transaction rolls it back, at once and here.
-            let value = work(&transaction)?;
-            transaction.commit().map_err(unavailable)?;
+            let outcome = run_transaction(&mut lock(&connection), work);
+            // Only once the transaction has ended may this process's next writer begin.
             drop(turn);
-            Ok(value)
+            outcome
         })
         .await
         .map_err(unavailable)?
     }
+}
+
+/// `work` in one `BEGIN IMMEDIATE` transaction on `connection`: committed when it succeeds;
+/// rolled back otherwise, at once, by dropping the unfinished rusqlite transaction.
+fn run_transaction<T>(
+    connection: &mut Connection,
+    work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, RepositoryError>,
+) -> Result<T, RepositoryError> {
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(unavailable)?;
+    let value = work(&transaction)?;
+    transaction.commit().map_err(unavailable)?;
+    Ok(value)
 }
 
 /// Whether what was read from the database may since have changed (see the module docs).

@@ -76,7 +76,9 @@ pub(crate) struct Direct {
 
 /// This process's turn to write (see the module docs), as `guard` holds it. When the turn
 /// ends, the write is over, so whatever was cached from the database may be stale: dropping
-/// the turn bumps the [`ChangeWatch`] generation.
+/// the turn bumps the [`ChangeWatch`] generation. (A sqlx write whose caller stopped waiting
+/// gives up its turn while sqlx may still commit it on the worker thread; the watch's
+/// `data_version` check notices that commit like another process's.)
 pub(crate) struct WriteTurn<Guard> {
     _guard: Guard,
     direct: Option<Arc<Direct>>,
