@@ -14,6 +14,7 @@ mod password;
 pub mod ports;
 mod refresh;
 mod revoke;
+mod sampled_log;
 mod services;
 mod users;
 
@@ -24,6 +25,7 @@ pub use login::{LoginError, LoginRequest, LoginWithPassword};
 pub use password::{ChangePassword, ChangePasswordError};
 pub use refresh::{RefreshAccessToken, RefreshError, RefreshRequest};
 pub use revoke::{RevokeToken, TokenTypeHint};
+pub use sampled_log::SampledLog;
 pub use services::{Ports, PublishKeys, PurgeExpired, Settings, UseCases};
 pub use users::{CreateUser, CreateUserRequest, ManageUser, ReadUsers, UserAdminError, UserPage};
 

@@ -10,6 +10,7 @@ use authgate_domain::{
 
 use crate::issuer::{IssuedTokens, TokenIssuer};
 use crate::ports::{BoxError, HashError, LoginThrottle, PasswordHasher, UserRepository};
+use crate::sampled_log::SampledLog;
 
 /// A password-grant request, as the client sent it.
 #[derive(Debug)]
@@ -59,6 +60,8 @@ pub struct LoginWithPassword {
     issuer: Arc<TokenIssuer>,
     /// Hash of a random password, verified against when the user is unknown.
     decoy_hash: PasswordHash,
+    /// An attacker can repeat a throttled attempt as fast as the network allows.
+    throttled_log: SampledLog,
 }
 
 impl LoginWithPassword {
@@ -75,6 +78,7 @@ impl LoginWithPassword {
             throttle,
             issuer,
             decoy_hash,
+            throttled_log: SampledLog::default(),
         }
     }
 
@@ -107,7 +111,13 @@ impl LoginWithPassword {
             .await
             .map_err(|error| LoginError::Internal(error.into()))?;
         if let ThrottleDecision::Throttled { retry_after } = decision {
-            tracing::warn!(client.address = ?request.client_address, "login attempt throttled");
+            if let Some(left_out) = self.throttled_log.sample(now) {
+                tracing::warn!(
+                    client.address = ?request.client_address,
+                    throttled.unlogged = left_out,
+                    "login attempt throttled"
+                );
+            }
             return Err(LoginError::Throttled { retry_after });
         }
         // Refuse before the user lookup when hashing is saturated: in a login storm every

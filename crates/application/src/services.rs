@@ -91,12 +91,15 @@ pub struct UseCases {
     pub publish_keys: PublishKeys,
     /// The token policy in force (issuer, audience, lifetimes).
     pub token_policy: TokenPolicy,
+    /// The clock the use cases read, for adapters that need the time the same way.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl UseCases {
     /// Builds every use case over `ports`.
     #[must_use]
     pub fn new(ports: Ports, settings: Settings) -> Self {
+        let clock = ports.clock.clone();
         let issuer = Arc::new(TokenIssuer {
             signer: ports.signer.clone(),
             refresh_tokens: ports.refresh_tokens.clone(),
@@ -159,6 +162,7 @@ impl UseCases {
                 signer: ports.signer,
             },
             token_policy: settings.token_policy,
+            clock,
         }
     }
 }

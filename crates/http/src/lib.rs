@@ -94,7 +94,11 @@ pub fn router(state: AppState) -> Router {
         ))
         // Inside CORS, so preflights cost no slot and a shed request still carries CORS headers.
         .layer(axum::middleware::from_fn_with_state(
-            middleware::Admission::default(),
+            middleware::Admission::new(
+                middleware::MAX_IN_FLIGHT_REQUESTS,
+                middleware::REQUEST_TIMEOUT,
+                state.use_cases.clock.clone(),
+            ),
             middleware::admit,
         ));
     let routes = match middleware::cors(&state.config) {

@@ -2,8 +2,12 @@
 //! limit in each family's shape, security headers, CORS, request tracing, and problem
 //! documents for unknown routes and methods.
 
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use authgate_application::SampledLog;
+use authgate_application::ports::Clock;
 
 use axum::extract::{Request, State};
 use axum::http::header::{
@@ -52,63 +56,35 @@ fn is_token_endpoint(path: &str) -> bool {
 /// Invariant: requests never queue here. Unbounded queueing (tower's `ConcurrencyLimit` on
 /// its own) would turn a flood into growing memory and ever-later answers; instead an
 /// excess request is shed at once with `503` and `Retry-After`, in its family's shape.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
     timeout: Duration,
     /// A flood sheds thousands of requests a second: one warning a second says so.
     shed_log: Arc<SampledLog>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for Admission {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Admission")
+            .field("available", &self.slots.available_permits())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Admission {
-    /// Admits `max_in_flight` requests at once, each for at most `timeout`.
-    pub(crate) fn new(max_in_flight: usize, timeout: Duration) -> Self {
+    /// Admits `max_in_flight` requests at once, each for at most `timeout`; `clock` paces the
+    /// warnings about shed requests.
+    pub(crate) fn new(max_in_flight: usize, timeout: Duration, clock: Arc<dyn Clock>) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max_in_flight)),
             timeout,
             shed_log: Arc::default(),
+            clock,
         }
-    }
-}
-
-/// Lets through at most one log line per second for an event a flood can repeat without
-/// limit, so that the log cannot become the flood's amplifier; each line counts the
-/// occurrences left out before it.
-#[derive(Debug, Default)]
-struct SampledLog {
-    state: std::sync::Mutex<SampledState>,
-}
-
-#[derive(Debug, Default)]
-struct SampledState {
-    last_line: Option<Instant>,
-    left_out: u64,
-}
-
-impl SampledLog {
-    const INTERVAL: Duration = Duration::from_secs(1);
-
-    /// `Some(occurrences left out since the last line)` when this occurrence may be logged.
-    fn sample(&self, now: Instant) -> Option<u64> {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state
-            .last_line
-            .is_some_and(|last| now.saturating_duration_since(last) < Self::INTERVAL)
-        {
-            state.left_out += 1;
-            return None;
-        }
-        state.last_line = Some(now);
-        Some(std::mem::take(&mut state.left_out))
-    }
-}
-
-impl Default for Admission {
-    fn default() -> Self {
-        Self::new(MAX_IN_FLIGHT_REQUESTS, REQUEST_TIMEOUT)
     }
 }
 
@@ -122,7 +98,7 @@ pub(crate) async fn admit(
 ) -> Response {
     let token_endpoint = is_token_endpoint(request.uri().path());
     let Ok(_slot) = admission.slots.try_acquire_owned() else {
-        if let Some(left_out) = admission.shed_log.sample(Instant::now()) {
+        if let Some(left_out) = admission.shed_log.sample(admission.clock.now()) {
             tracing::warn!(
                 http.path = request.uri().path(),
                 shed.unlogged = left_out,
@@ -290,18 +266,10 @@ mod tests {
         Request::get(path).body(Body::empty()).unwrap()
     }
 
-    #[test]
-    fn a_flood_s_warnings_come_once_a_second_counting_those_left_out() {
-        let log = SampledLog::default();
-        let start = Instant::now();
-
-        assert_eq!(log.sample(start), Some(0));
-        for millis in 1..=999 {
-            assert_eq!(log.sample(start + Duration::from_millis(millis)), None);
-        }
-        assert_eq!(log.sample(start + Duration::from_secs(1)), Some(999));
-        assert_eq!(log.sample(start + Duration::from_millis(1500)), None);
-        assert_eq!(log.sample(start + Duration::from_secs(5)), Some(1));
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(authgate_application::testing::FixedClock::at_unix(
+            1_700_000_000,
+        ))
     }
 
     fn preflight(origin: &str) -> Request<Body> {
@@ -493,8 +461,11 @@ mod tests {
          {
             let (entered, mut entered_rx) = mpsc::unbounded_channel();
             let release = Arc::new(Notify::new());
-            let router =
-                holding_router(Admission::new(1, REQUEST_TIMEOUT), entered, release.clone());
+            let router = holding_router(
+                Admission::new(1, REQUEST_TIMEOUT, clock()),
+                entered,
+                release.clone(),
+            );
             let holder = tokio::spawn({
                 let router = router.clone();
                 async move { send(&router, get("/hold")).await }
@@ -518,8 +489,11 @@ mod tests {
         async fn a_finished_request_frees_its_slot_for_the_next() {
             let (entered, mut entered_rx) = mpsc::unbounded_channel();
             let release = Arc::new(Notify::new());
-            let router =
-                holding_router(Admission::new(1, REQUEST_TIMEOUT), entered, release.clone());
+            let router = holding_router(
+                Admission::new(1, REQUEST_TIMEOUT, clock()),
+                entered,
+                release.clone(),
+            );
 
             for _ in 0..3 {
                 let request = tokio::spawn({
@@ -537,7 +511,7 @@ mod tests {
         async fn a_request_that_outlives_the_timeout_is_answered_503_in_its_family_s_shape() {
             let (entered, _entered_rx) = mpsc::unbounded_channel();
             let router = holding_router(
-                Admission::new(4, REQUEST_TIMEOUT),
+                Admission::new(4, REQUEST_TIMEOUT, clock()),
                 entered,
                 Arc::new(Notify::new()),
             );
@@ -554,7 +528,7 @@ mod tests {
         async fn timed_out_requests_give_their_slots_back() {
             let (entered, mut entered_rx) = mpsc::unbounded_channel();
             let router = holding_router(
-                Admission::new(1, REQUEST_TIMEOUT),
+                Admission::new(1, REQUEST_TIMEOUT, clock()),
                 entered,
                 Arc::new(Notify::new()),
             );
