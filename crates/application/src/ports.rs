@@ -346,9 +346,16 @@ impl SigningAlgorithm {
     }
 }
 
-/// Private key material, as stored. `Debug` is redacted.
+/// Private key material, as stored. `Debug` is redacted, and the bytes are wiped when it is
+/// dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyMaterial(pub Vec<u8>);
+
+impl Drop for KeyMaterial {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
 
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {

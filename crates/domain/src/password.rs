@@ -3,6 +3,8 @@
 use std::cmp::Ordering;
 use std::fmt;
 
+use zeroize::Zeroize as _;
+
 use crate::Username;
 
 /// Common and breached passwords, one per line, lower-case, at least
@@ -16,8 +18,15 @@ const COMMON_PASSWORDS: &str = include_str!("common_passwords.txt");
 /// Invariant: none; the policy is checked separately by [`PasswordPolicy::check`] because a
 /// login must verify even a password that today's policy would refuse.
 /// `Debug` is redacted and there is no `Display`, so a password cannot reach a log by accident.
+/// Its memory is wiped when it is dropped.
 #[derive(Clone)]
 pub struct Password(String);
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
 
 impl Password {
     /// Wraps a password.
