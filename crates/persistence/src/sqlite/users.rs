@@ -30,6 +30,34 @@ impl SqliteUserRepository {
     }
 }
 
+impl SqliteUserRepository {
+    /// The row `find` (a `SELECT` on `?1`) answers for `key`: on a direct reader, read with
+    /// `from_direct`, or through sqlx for an in-memory database.
+    async fn find_one<Row>(
+        &self,
+        find: &'static str,
+        key: &str,
+        from_direct: fn(&rusqlite::Row<'_>) -> rusqlite::Result<Row>,
+    ) -> Result<Option<Row>, RepositoryError>
+    where
+        Row: for<'row> sqlx::FromRow<'row, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        match &self.database.direct {
+            Some(direct) => direct.readers.read(|connection| {
+                connection
+                    .prepare_cached(find)?
+                    .query_row([key], from_direct)
+                    .optional()
+            }),
+            None => sqlx::query_as::<_, Row>(find)
+                .bind(key)
+                .fetch_optional(&self.database.pool)
+                .await
+                .map_err(unavailable),
+        }
+    }
+}
+
 #[async_trait]
 impl UserRepository for SqliteUserRepository {
     async fn find_by_username(&self, username: &Username) -> Result<Option<User>, RepositoryError> {
@@ -38,39 +66,18 @@ impl UserRepository for SqliteUserRepository {
             user_columns!(),
             " FROM users WHERE username = ?1"
         );
-        let row = match &self.database.direct {
-            Some(direct) => direct.readers.read(|connection| {
-                connection
-                    .prepare_cached(FIND)?
-                    .query_row([username.as_str()], UserRow::from_direct)
-                    .optional()
-            })?,
-            None => sqlx::query_as::<_, UserRow>(FIND)
-                .bind(username.as_str())
-                .fetch_optional(&self.database.pool)
-                .await
-                .map_err(unavailable)?,
-        };
-        decode_optional(row)
+        decode_optional(
+            self.find_one(FIND, username.as_str(), UserRow::from_direct)
+                .await?,
+        )
     }
 
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, RepositoryError> {
         const FIND: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1");
-        let id = id.to_string();
-        let row = match &self.database.direct {
-            Some(direct) => direct.readers.read(|connection| {
-                connection
-                    .prepare_cached(FIND)?
-                    .query_row([&id], UserRow::from_direct)
-                    .optional()
-            })?,
-            None => sqlx::query_as::<_, UserRow>(FIND)
-                .bind(id)
-                .fetch_optional(&self.database.pool)
-                .await
-                .map_err(unavailable)?,
-        };
-        decode_optional(row)
+        decode_optional(
+            self.find_one(FIND, &id.to_string(), UserRow::from_direct)
+                .await?,
+        )
     }
 
     async fn find_credentials(
@@ -82,20 +89,10 @@ impl UserRepository for SqliteUserRepository {
             user_columns!(),
             ", password_hash FROM users WHERE username = ?1"
         );
-        let row = match &self.database.direct {
-            Some(direct) => direct.readers.read(|connection| {
-                connection
-                    .prepare_cached(FIND)?
-                    .query_row([username.as_str()], CredentialsRow::from_direct)
-                    .optional()
-            })?,
-            None => sqlx::query_as::<_, CredentialsRow>(FIND)
-                .bind(username.as_str())
-                .fetch_optional(&self.database.pool)
-                .await
-                .map_err(unavailable)?,
-        };
-        decode_optional(row)
+        decode_optional(
+            self.find_one(FIND, username.as_str(), CredentialsRow::from_direct)
+                .await?,
+        )
     }
 
     async fn insert(&self, new_user: &NewUser) -> Result<User, RepositoryError> {
