@@ -20,7 +20,7 @@ use authgate_persistence::{Database, PoolOptions};
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
-use axum::serve::Listener;
+use axum::serve::{Listener, ListenerExt as _};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -337,6 +337,12 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // Responses are small and latency-bound; Nagle's algorithm could only delay them.
+        let listener = listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(error = %error, "could not set TCP_NODELAY");
+            }
+        });
         self.serve_on(listener, shutdown).await
     }
 
