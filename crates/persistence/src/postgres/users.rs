@@ -186,16 +186,10 @@ impl UserRepository for PgUserRepository {
         .fetch_optional(&mut *transaction)
         .await
         .map_err(unavailable)?;
-        let Some(row) = row else {
-            return Err(RepositoryError::NotFound);
-        };
-        // Returning early drops the transaction, which rolls the update back.
-        keep_an_administrator(
-            administrators_before,
-            count_administrators(&mut transaction).await?,
-        )?;
+        // Returning early drops the transaction, which rolls the change back.
+        let user = changed_user(&mut transaction, administrators_before, row).await?;
         transaction.commit().await.map_err(unavailable)?;
-        Ok(User::try_from(row)?)
+        Ok(user)
     }
 
     async fn delete(&self, username: &Username) -> Result<User, RepositoryError> {
@@ -210,15 +204,10 @@ impl UserRepository for PgUserRepository {
         .fetch_optional(&mut *transaction)
         .await
         .map_err(unavailable)?;
-        let Some(row) = row else {
-            return Err(RepositoryError::NotFound);
-        };
-        keep_an_administrator(
-            administrators_before,
-            count_administrators(&mut transaction).await?,
-        )?;
+        // Returning early drops the transaction, which rolls the change back.
+        let user = changed_user(&mut transaction, administrators_before, row).await?;
         transaction.commit().await.map_err(unavailable)?;
-        Ok(User::try_from(row)?)
+        Ok(user)
     }
 
     async fn list(
@@ -250,6 +239,21 @@ async fn lock_administrators(connection: &mut PgConnection) -> Result<(), Reposi
         .await
         .map_err(unavailable)?;
     Ok(())
+}
+
+/// The user an update or delete returned (`NotFound` when none), once the change is known
+/// to keep an administrator where there was one; on an error the caller rolls back.
+async fn changed_user(
+    connection: &mut PgConnection,
+    administrators_before: i64,
+    row: Option<UserRow>,
+) -> Result<User, RepositoryError> {
+    let row = row.ok_or(RepositoryError::NotFound)?;
+    keep_an_administrator(
+        administrators_before,
+        count_administrators(connection).await?,
+    )?;
+    Ok(User::try_from(row)?)
 }
 
 /// How many enabled users hold `users:write`.

@@ -235,14 +235,7 @@ async fn update_keeping_an_administrator(
     .fetch_optional(&mut *connection)
     .await
     .map_err(unavailable)?;
-    let Some(row) = row else {
-        return Err(RepositoryError::NotFound);
-    };
-    keep_an_administrator(
-        administrators_before,
-        count_administrators(connection).await?,
-    )?;
-    Ok(User::try_from(row)?)
+    changed_user(connection, administrators_before, row).await
 }
 
 /// Deletes `username` inside the caller's write transaction, failing (for the caller to roll
@@ -260,9 +253,17 @@ async fn delete_keeping_an_administrator(
     .fetch_optional(&mut *connection)
     .await
     .map_err(unavailable)?;
-    let Some(row) = row else {
-        return Err(RepositoryError::NotFound);
-    };
+    changed_user(connection, administrators_before, row).await
+}
+
+/// The user an update or delete returned (`NotFound` when none), once the change is known
+/// to keep an administrator where there was one; on an error the caller rolls back.
+async fn changed_user(
+    connection: &mut SqliteConnection,
+    administrators_before: i64,
+    row: Option<UserRow>,
+) -> Result<User, RepositoryError> {
+    let row = row.ok_or(RepositoryError::NotFound)?;
     keep_an_administrator(
         administrators_before,
         count_administrators(connection).await?,
